@@ -1,0 +1,142 @@
+"""``create_app(settings)``: the only way the aiohttp application is built (tests use it too)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import ClientSession, ClientTimeout, web
+
+import channels
+from gateway import api, channel_routes, keys, ops, webform
+from gateway.classify import NlpClassifier, PlaceholderClassifier, ReportClassifier
+from gateway.db import Database
+from gateway.media import LocalMediaStore
+from gateway.metrics import Metrics
+from gateway.middlewares import json_errors, request_context
+from gateway.migrate import upgrade
+from gateway.pipeline import Pipeline
+from gateway.settings import Settings
+from gateway.tasks import CeleryRunner, InProcessRunner, TaskContext, TaskRunner
+
+log = logging.getLogger(__name__)
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def make_classifier(settings: Settings) -> ReportClassifier:
+    if settings.classifier == "placeholder":
+        return PlaceholderClassifier()
+    return NlpClassifier(settings.model_dir, settings.taxonomy, settings.var_dir / "models")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    classifier: ReportClassifier | None = None,
+    runner: TaskRunner | None = None,
+    migrate: bool | None = None,
+) -> web.Application:
+    multipart_cap = settings.max_photos * settings.max_photo_bytes + (1 << 20)
+    app = web.Application(middlewares=[request_context, json_errors], client_max_size=multipart_cap)
+    app[keys.SETTINGS] = settings
+    app[keys.METRICS] = Metrics()
+    app[keys.MEDIA] = LocalMediaStore(settings.media_path)
+    found = channels.load_channels()
+    app[keys.CHANNELS] = {name: cls() for name, cls in found.items()}
+    app[channel_routes.ACCOUNTS] = channel_routes.load_accounts(app[keys.CHANNELS], settings.model_dump())
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
+    app.cleanup_ctx.append(_database(settings, settings.auto_migrate if migrate is None else migrate))
+    app.cleanup_ctx.append(_redis(settings))
+    app.cleanup_ctx.append(_http_client)
+    app.cleanup_ctx.append(_pipeline(settings, classifier or make_classifier(settings), runner))
+    app.router.add_routes(ops.routes() + api.routes() + webform.routes() + channel_routes.routes())
+    return app
+
+
+def _database(settings: Settings, migrate: bool):  # noqa: ANN202 - cleanup_ctx factory
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        if migrate:
+            await upgrade(settings.db_url)
+        db = Database(settings.db_url)
+        app[keys.DB] = db
+        yield
+        await db.close()
+
+    return ctx
+
+
+def _redis(settings: Settings):  # noqa: ANN202
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        if not settings.redis_url:
+            yield
+            return
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(settings.redis_url)
+        app[keys.REDIS] = client
+        yield
+        await client.aclose()
+
+    return ctx
+
+
+async def _http_client(app: web.Application) -> AsyncIterator[None]:
+    session = ClientSession(timeout=ClientTimeout(total=30))
+    app[keys.HTTP] = session
+    yield
+    await session.close()
+
+
+def _pipeline(settings: Settings, classifier: ReportClassifier, runner: TaskRunner | None):  # noqa: ANN202
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        chosen = runner
+        if chosen is None:
+            if settings.redis_url:
+                from gateway.worker import make_celery
+
+                chosen = CeleryRunner(make_celery(settings))
+            else:
+                chosen = InProcessRunner()
+        pipeline = Pipeline(app[keys.DB], settings, chosen, classifier, metrics=app[keys.METRICS])
+        task_ctx = TaskContext(
+            pipeline=pipeline,
+            services={
+                "settings": settings,
+                "media": app[keys.MEDIA],
+                "http": app[keys.HTTP],
+                "channels": app[keys.CHANNELS],
+                "accounts": app[channel_routes.ACCOUNTS],
+            },
+        )
+        if isinstance(chosen, InProcessRunner):
+            chosen.bind(task_ctx)
+        app[keys.RUNNER] = chosen
+        app[keys.PIPELINE] = pipeline
+        app[keys.TASK_CONTEXT] = task_ctx
+        sweeper = asyncio.create_task(_sweep_forever(pipeline, settings.sweep_interval_s), name="sweeper")
+        yield
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        await chosen.drain(settings.shutdown_timeout_s)
+
+    return ctx
+
+
+async def _sweep_forever(pipeline: Pipeline, interval: float) -> None:
+    """Pick up what a crash or restart left: expired drafts and unclassified reports."""
+    while True:
+        try:
+            count = await pipeline.sweep()
+            if count:
+                log.info("sweeper re-enqueued work", extra={"count": count})
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("sweep failed")
+        await asyncio.sleep(interval)

@@ -1,0 +1,161 @@
+"""The ``gateway`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from gateway.settings import SettingsError, load_settings
+
+log = logging.getLogger("gateway")
+
+DESCRIPTION = """\
+Citizen interaction gateway: the 1+N intake of a city grid-management platform.
+Configuration comes from GATEWAY_* environment variables and a .env file (see README).
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except SettingsError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gateway", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the HTTP gateway (channels, REST API, web form)",
+        description="Run the HTTP gateway. Embedded mode (no GATEWAY_REDIS_URL) also runs "
+        "background tasks in this process and uses SQLite under var/.",
+    )
+    serve.add_argument("--host", help="interface to bind (default GATEWAY_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default GATEWAY_PORT or 8080)")
+    serve.add_argument("--check", action="store_true", help="print the effective settings (secrets masked) and exit")
+    serve.set_defaults(func=_serve)
+
+    worker = sub.add_parser(
+        "worker",
+        help="run a Celery worker for background tasks (needs GATEWAY_REDIS_URL)",
+        description="Run a Celery worker over Redis: classification, media, notifications, "
+        "dispatch. Extra arguments after -- go to Celery.",
+    )
+    worker.add_argument("--queues", "-Q", help="comma-separated queues (default: all)")
+    worker.add_argument("--concurrency", "-c", type=int, default=2)
+    worker.add_argument("celery_args", nargs=argparse.REMAINDER)
+    worker.set_defaults(func=_worker)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations (Alembic) to GATEWAY_DATABASE_URL")
+    migrate.add_argument("revision", nargs="?", default="head", help="target revision (default head)")
+    migrate.set_defaults(func=_migrate)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of a report (or of an inbound message)")
+    schema.add_argument("--which", choices=("report", "inbound_message", "all"), default="report")
+    schema.set_defaults(func=_schema)
+
+    try:
+        from nlp.commands import register
+    except ImportError:  # the nlp package is part of this distribution; only a broken install lacks it
+        pass
+    else:
+        register(sub)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from gateway.app import create_app
+    from gateway.logs import setup_logging
+    from gateway.settings import describe
+
+    settings = load_settings()
+    if args.check:
+        print(json.dumps(describe(settings), ensure_ascii=False, indent=2, default=str))
+        return 0
+    setup_logging(settings.log_level, settings.log_format)
+    host, port = args.host or settings.host, args.port or settings.port
+    log.info(
+        "starting gateway",
+        extra={
+            "host": host,
+            "port": port,
+            "mode": "embedded" if settings.embedded else "production",
+            "database": settings.db_url.split("@")[-1],
+        },
+    )
+    # aiohttp handles SIGINT/SIGTERM: stops accepting, lets requests finish, then runs cleanup_ctx.
+    web.run_app(
+        create_app(settings),
+        host=host,
+        port=port,
+        shutdown_timeout=settings.shutdown_timeout_s,
+        access_log=None,
+        print=None,
+    )
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from gateway.logs import setup_logging
+    from gateway.worker import make_celery, queues
+
+    settings = load_settings()
+    if not settings.redis_url:
+        print(
+            "gateway worker: GATEWAY_REDIS_URL is required (embedded mode runs tasks inside `gateway serve`)",
+            file=sys.stderr,
+        )
+        return 2
+    setup_logging(settings.log_level, settings.log_format)
+    app = make_celery(settings)
+    extra = [a for a in args.celery_args if a != "--"]
+    argv = [
+        "worker",
+        "-Q",
+        args.queues or ",".join(queues()),
+        "-c",
+        str(args.concurrency),
+        "--loglevel",
+        settings.log_level,
+        *extra,
+    ]
+    app.worker_main(argv)
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from gateway.migrate import upgrade
+
+    settings = load_settings()
+    asyncio.run(upgrade(settings.db_url, args.revision))
+    print(f"database at {args.revision}: {settings.db_url.split('@')[-1]}")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from gateway.schema import json_schemas
+
+    schemas = json_schemas()
+    out = schemas if args.which == "all" else schemas[args.which]
+    print(json.dumps(out, ensure_ascii=False, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,41 @@
+"""Prometheus metrics, on a registry per app so several apps (tests) never collide."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.http_requests = Counter(
+            "gateway_http_requests",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_seconds = Histogram(
+            "gateway_http_request_seconds", "HTTP request latency by route", ["route"], registry=self.registry
+        )
+        self.reports_created = Counter(
+            "gateway_reports_created", "Reports created by channel", ["channel"], registry=self.registry
+        )
+        self.report_transitions = Counter(
+            "gateway_report_transitions",
+            "Report status changes by channel and new status",
+            ["channel", "status"],
+            registry=self.registry,
+        )
+        self.reports_by_status = Gauge(
+            "gateway_reports",
+            "Reports in the database by channel and status (refreshed on scrape)",
+            ["channel", "status"],
+            registry=self.registry,
+        )
+        self.pipeline_seconds = Histogram(
+            "gateway_pipeline_seconds",
+            "Pipeline stage latency",
+            ["stage"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )

@@ -1,0 +1,96 @@
+"""Operations endpoints: health, readiness, metrics, the published schemas, and media."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import func, select, text
+
+from gateway import keys
+from gateway.db import Report
+from gateway.openapi import openapi_document
+from gateway.schema import json_schemas
+
+log = logging.getLogger(__name__)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(3):
+            async with request.app[keys.DB].session() as s:
+                await s.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # any failure means "not ready"; say which
+        checks["database"] = f"error: {type(exc).__name__}"
+    redis = request.app.get(keys.REDIS)
+    if redis is not None:
+        try:
+            async with asyncio.timeout(3):
+                await redis.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"error: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return web.json_response(
+        {"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    m = request.app[keys.METRICS]
+    async with request.app[keys.DB].session() as s:
+        rows = (
+            await s.execute(select(Report.channel, Report.status, func.count()).group_by(Report.channel, Report.status))
+        ).all()
+    m.reports_by_status.clear()
+    for channel, status, count in rows:
+        m.reports_by_status.labels(channel=channel, status=status).set(count)
+    body = generate_latest(m.registry)
+    resp = web.Response(body=body)
+    resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    return resp
+
+
+async def report_schema(request: web.Request) -> web.Response:
+    return web.json_response(json_schemas()["report"], dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+async def openapi(request: web.Request) -> web.Response:
+    doc = openapi_document(request.app[keys.SETTINGS].public_url)
+    return web.json_response(doc, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+async def media(request: web.Request) -> web.Response:
+    found = await request.app[keys.MEDIA].get(request.match_info["sha256"])
+    if found is None:
+        raise web.HTTPNotFound()
+    data, ctype = found
+    return web.Response(
+        body=data,
+        content_type=ctype,
+        headers={
+            "Cache-Control": "public, max-age=31536000, immutable",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'",
+        },
+    )
+
+
+def routes() -> list[web.AbstractRouteDef]:
+    return [
+        web.get("/healthz", healthz),
+        web.get("/readyz", readyz),
+        web.get("/metrics", metrics),
+        web.get("/api/schema/report.json", report_schema),
+        web.get("/api/openapi.json", openapi),
+        web.get("/media/{sha256:[0-9a-f]{64}}", media),
+    ]

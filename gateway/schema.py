@@ -1,0 +1,170 @@
+"""The published JSON shapes: ``Report`` (what the gateway stores and hands on) and
+``InboundMessage`` (what a channel produces). ``gateway schema`` prints them as JSON Schema and
+``/api/schema/report.json`` serves the report's.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.db import Report as ReportRow
+from gateway.lifecycle import Status
+
+SetBy = Literal["model", "rule", "moderator", "placeholder"]
+
+
+class CategoryOut(BaseModel):
+    code: str | None = Field(description="most specific taxonomy code (subcategory when known)")
+    name: str | None
+    parent: str | None = Field(default=None, description="top-level code when `code` is a subcategory")
+    confidence: float | None = Field(default=None, ge=0, le=1)
+    model_version: str | None = None
+    set_by: SetBy | None = None
+
+
+class LocationOut(BaseModel):
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lng: float | None = Field(default=None, ge=-180, le=180)
+    address: str | None = None
+    source: Literal["gps", "text", "geocoder"] | None = None
+
+
+class MediaOut(BaseModel):
+    kind: Literal["image", "voice", "video"]
+    url: str | None = Field(description="where the gateway serves the stored bytes; null until fetched")
+    content_type: str | None = None
+    sha256: str | None = None
+    state: Literal["pending", "stored", "failed"]
+
+
+class HistoryOut(BaseModel):
+    at: datetime
+    actor: str
+    action: str
+    from_status: str | None = None
+    to_status: str | None = None
+    note: str | None = None
+
+
+class ReportOut(BaseModel):
+    """A citizen report (统一采集): one schema whatever the channel."""
+
+    model_config = ConfigDict(title="Report")
+
+    case_number: str = Field(pattern=r"^[A-Z]{1,8}\d{14,}$", examples=["ZW20261127000123"])
+    channel: str
+    sender: str | None = Field(description="channel identity as scheme:id; omitted from public views")
+    title: str | None = None
+    text: str
+    contact_phone: str | None = Field(default=None, description="masked in public views")
+    location: LocationOut | None = None
+    media: list[MediaOut] = []
+    category: CategoryOut | None = None
+    priority: Literal["P1", "P2", "P3", "P4"]
+    urgent: bool = False
+    status: Status
+    duplicate_of: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    history: list[HistoryOut] = []
+
+
+class InboundMessageOut(BaseModel):
+    model_config = ConfigDict(title="InboundMessage")
+
+    channel: str
+    channel_message_id: str
+    sender: str
+    received_at: datetime
+    kind: Literal["text", "image", "voice", "video", "location", "link", "event"]
+    text: str = ""
+    media: list[dict[str, Any]] = []
+    location: dict[str, Any] | None = None
+    raw: dict[str, Any] = {}
+
+
+def mask_phone(phone: str | None) -> str | None:
+    """Keep the first 3 and last 4 digits: 138****5678."""
+    if not phone:
+        return phone
+    digits = re.sub(r"\D", "", phone)
+    if len(digits) < 7:
+        return "*" * len(digits)
+    return f"{digits[:3]}{'*' * (len(digits) - 7)}{digits[-4:]}"
+
+
+def report_json(r: ReportRow, *, public_url: str = "", private: bool = False, history: bool = True) -> dict[str, Any]:
+    """A report as JSON; ``private=False`` hides the sender and masks the phone."""
+    location = None
+    if r.location_lat is not None or r.location_address:
+        location = {
+            "lat": r.location_lat,
+            "lng": r.location_lng,
+            "address": r.location_address,
+            "source": r.location_source,
+        }
+    category = None
+    if r.category_code or r.category_set_by:
+        category = {
+            "code": r.category_code,
+            "name": r.category_name,
+            "parent": r.category_parent,
+            "confidence": r.category_confidence,
+            "model_version": r.category_model_version,
+            "set_by": r.category_set_by,
+        }
+    media = [
+        {
+            "kind": m.kind,
+            "content_type": m.content_type,
+            "sha256": m.sha256,
+            "state": m.state,
+            "url": f"{public_url.rstrip('/')}/media/{m.sha256}" if m.sha256 else None,
+        }
+        for m in r.media
+    ]
+    out = {
+        "case_number": r.case_number,
+        "channel": r.channel,
+        "sender": r.sender if private else None,
+        "title": r.title,
+        "text": r.text,
+        "contact_phone": r.contact_phone if private else mask_phone(r.contact_phone),
+        "location": location,
+        "media": media,
+        "category": category,
+        "priority": r.priority,
+        "urgent": r.urgent,
+        "status": r.status,
+        "duplicate_of": r.duplicate_of,
+        "created_at": r.created_at.isoformat(),
+        "updated_at": r.updated_at.isoformat(),
+    }
+    if history:
+        out["history"] = [
+            {
+                "at": h.at.isoformat(),
+                "actor": h.actor if private else _public_actor(h.actor),
+                "action": h.action,
+                "from_status": h.from_status,
+                "to_status": h.to_status,
+                "note": h.note,
+            }
+            for h in r.history
+        ]
+    return out
+
+
+def _public_actor(actor: str) -> str:
+    return actor if actor in ("system", "dispatch") or actor.startswith("moderator") else "resident"
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    return {
+        "report": ReportOut.model_json_schema(),
+        "inbound_message": InboundMessageOut.model_json_schema(),
+    }

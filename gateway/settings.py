@@ -1,0 +1,139 @@
+"""One typed settings object, read from ``GATEWAY_*`` environment variables and ``.env``.
+
+Secrets are ``SecretStr`` so a repr, a log line or a traceback never shows them. A value that
+is required by another (a dispatch URL needs its secret) fails at start-up naming the variable.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AnyHttpUrl, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "GATEWAY_"
+
+
+class SettingsError(RuntimeError):
+    """Start-up configuration is invalid; the message names each variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    # --- process and storage ---
+    env: Literal["development", "production", "test"] = "development"
+    var_dir: Path = Path("var")
+    database_url: str = ""  # default: sqlite+aiosqlite:///<var_dir>/gateway.db
+    redis_url: str | None = None  # unset: embedded mode (in-process tasks and caches)
+    auto_migrate: bool = True  # apply migrations when `gateway serve` starts
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    secret_key: SecretStr | None = None  # signs cookies and status links; required in production
+    shutdown_timeout_s: float = 15.0
+
+    # --- intake ---
+    case_prefix: str = "ZW"
+    session_window_s: int = 300
+    max_json_bytes: int = 1 << 20
+    max_photo_bytes: int = 5 << 20
+    max_photos: int = 6
+    sweep_interval_s: float = 30.0  # how often stuck reports are re-enqueued
+    stuck_after_s: float = 60.0
+    media_dir: Path | None = None  # default: <var_dir>/media
+
+    # --- classification ---
+    model_dir: Path | None = None  # default: the bundled model, trained from the seed corpus
+    taxonomy: Path | None = None  # default: the bundled city taxonomy
+    classifier: Literal["nlp", "placeholder"] = "nlp"
+
+    # --- channels ---
+    wechat_token: SecretStr | None = None
+    wechat_aes_key: SecretStr | None = None
+    wechat_app_id: str | None = None
+    wechat_app_secret: SecretStr | None = None
+    wechat_api_base: str = "https://api.weixin.qq.com/cgi-bin/"
+    wechat_timestamp_window_s: int = 300
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from: str | None = None
+    twilio_api_base: str | None = None
+    weibo_app_key: str | None = None
+    weibo_app_secret: SecretStr | None = None
+    weibo_access_token: SecretStr | None = None
+    weibo_api_base: str = "https://api.weibo.com/2/"
+    open311_api_keys: str = ""
+
+    # --- dispatch ---
+    dispatch_url: AnyHttpUrl | None = None
+    dispatch_secret: SecretStr | None = None
+
+    @field_validator("case_prefix")
+    @classmethod
+    def _prefix_is_capitals(cls, value: str) -> str:
+        if not (1 <= len(value) <= 8 and value.isascii() and value.isalpha() and value.isupper()):
+            raise ValueError("must be 1-8 capital letters A-Z")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("use sqlite+aiosqlite:///PATH or postgresql+asyncpg://...")
+        return value
+
+    @model_validator(mode="after")
+    def _required_together(self) -> Settings:
+        if self.dispatch_url and not self.dispatch_secret:
+            raise ValueError("GATEWAY_DISPATCH_SECRET is required when GATEWAY_DISPATCH_URL is set")
+        if self.env == "production" and not self.secret_key:
+            raise ValueError("GATEWAY_SECRET_KEY is required when GATEWAY_ENV=production")
+        if self.wechat_app_id and not self.wechat_token:
+            raise ValueError("GATEWAY_WECHAT_TOKEN is required when GATEWAY_WECHAT_APP_ID is set")
+        return self
+
+    @cached_property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.var_dir / 'gateway.db'}"
+
+    @cached_property
+    def media_path(self) -> Path:
+        return self.media_dir or self.var_dir / "media"
+
+    @property
+    def embedded(self) -> bool:
+        return not self.redis_url
+
+    @property
+    def open311_keys(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.open311_api_keys.split(",") if k.strip())
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning pydantic's error into one that names the environment variables."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = "".join(str(p) for p in err["loc"])
+            name = f"{ENV_PREFIX}{loc.upper()}" if loc else "settings"
+            lines.append(f"{name}: {err['msg']}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+def describe(settings: Settings) -> dict[str, object]:
+    """The effective settings with secrets masked, for `gateway serve --check` and logs."""
+    out: dict[str, object] = {}
+    for name, value in settings.model_dump().items():
+        if isinstance(value, SecretStr):
+            value = "***" if value.get_secret_value() else ""
+        out[f"{ENV_PREFIX}{name.upper()}"] = str(value) if isinstance(value, Path) else value
+    return out

@@ -1,0 +1,93 @@
+"""The plain HTML complaint form at ``/report``, usable from a phone browser without JavaScript."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from gateway import keys
+from gateway.api import load_report, read_report_post
+from gateway.schema import report_json
+
+STATUS_LABELS = {
+    "received": "已接收",
+    "classified": "已分类",
+    "needs_review": "人工核实中",
+    "ready": "待派遣",
+    "dispatched": "已派遣",
+    "accepted": "已受理",
+    "in_progress": "处理中",
+    "resolved": "已处理",
+    "closed": "已办结",
+    "rejected": "未受理",
+    "spam": "无效信息",
+    "merged": "已合并",
+}
+FIELD_LABELS = {
+    "text": "问题描述",
+    "title": "标题",
+    "contact_phone": "联系电话",
+    "location": "地点",
+    "location.lat": "纬度",
+    "location.lng": "经度",
+    "location.address": "地点",
+    "photos": "照片",
+}
+
+
+def _form_context(
+    request: web.Request, errors: dict[str, str] | None = None, values: dict[str, str] | None = None
+) -> dict[str, object]:
+    s = request.app[keys.SETTINGS]
+    return {
+        "errors": errors or {},
+        "values": values or {},
+        "labels": FIELD_LABELS,
+        "max_photos": s.max_photos,
+        "max_photo_mb": s.max_photo_bytes // (1 << 20),
+        "form_token": secrets.token_urlsafe(16),
+    }
+
+
+async def form(request: web.Request) -> web.Response:
+    return aiohttp_jinja2.render_template("report_form.html", request, _form_context(request))
+
+
+async def submit(request: web.Request) -> web.Response:
+    try:
+        msg = await read_report_post(request)
+    except web.HTTPBadRequest as exc:
+        fields = json.loads(exc.text or "{}").get("fields", {})
+        values: dict[str, str] = {}  # the multipart body is consumed; the resident re-enters the fields
+    return aiohttp_jinja2.render_template(
+        "report_form.html", request, _form_context(request, fields, values), status=400
+    )
+    # The hidden per-render token makes a double-tapped submit one report, like Idempotency-Key.
+    token = msg.raw.get("form_token")
+    key = None
+    if isinstance(token, str) and token:
+        key = "form:" + hashlib.sha256(token.encode()).hexdigest()[:32]
+    result = await request.app[keys.PIPELINE].intake([msg], idempotency_key=key)
+    raise web.HTTPSeeOther(f"/report/{result.case_number}?new=1")
+
+
+async def status_page(request: web.Request) -> web.Response:
+    report = await load_report(request, request.match_info["case"])
+    if report is None:
+        raise web.HTTPNotFound(text="没有找到该案件编号。")
+    data = report_json(report, private=False)
+    ctx = {
+        "report": data,
+        "created": request.query.get("new") == "1",
+        "status_label": STATUS_LABELS.get(report.status, report.status),
+        "status_labels": STATUS_LABELS,
+    }
+    return aiohttp_jinja2.render_template("report_status.html", request, ctx)
+
+
+def routes() -> list[web.AbstractRouteDef]:
+    return [web.get("/report", form), web.post("/report", submit), web.get("/report/{case}", status_page)]

@@ -1,0 +1,105 @@
+"""The Celery app: the same task functions as the in-process runner, run by ``gateway worker``.
+
+Each worker process keeps one event loop and one task context (database engine, classifier,
+HTTP session), built lazily on its first task. Tasks are idempotent and take ids only, so
+``acks_late`` is safe: a worker killed mid-task leaves the message to be delivered again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+from celery import Celery, Task
+
+from gateway import tasks as task_table
+from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class _WorkerState(threading.local):
+    loop: asyncio.AbstractEventLoop | None = None
+    ctx: task_table.TaskContext | None = None
+    closers: list[Any]
+
+
+_state = _WorkerState()
+
+
+def _context(settings: Settings, celery_app: Celery) -> tuple[asyncio.AbstractEventLoop, task_table.TaskContext]:
+    if _state.loop is None or _state.ctx is None:
+        loop = asyncio.new_event_loop()
+        _state.loop = loop
+        _state.ctx = loop.run_until_complete(_build_context(settings, celery_app))
+    return _state.loop, _state.ctx
+
+
+async def _build_context(settings: Settings, celery_app: Celery) -> task_table.TaskContext:
+    from aiohttp import ClientSession, ClientTimeout
+
+    import channels
+    from gateway.app import make_classifier
+    from gateway.channel_routes import load_accounts
+    from gateway.db import Database
+    from gateway.media import LocalMediaStore
+    from gateway.pipeline import Pipeline
+
+    db = Database(settings.db_url)
+    runner = task_table.CeleryRunner(celery_app)
+    pipeline = Pipeline(db, settings, runner, make_classifier(settings))
+    chans = {name: cls() for name, cls in channels.load_channels().items()}
+    http = ClientSession(timeout=ClientTimeout(total=30))
+    return task_table.TaskContext(
+        pipeline=pipeline,
+        services={
+            "settings": settings,
+            "media": LocalMediaStore(settings.media_path),
+            "http": http,
+            "channels": chans,
+            "accounts": load_accounts(chans, settings.model_dump()),
+        },
+    )
+
+
+def make_celery(settings: Settings) -> Celery:
+    if not settings.redis_url:
+        raise RuntimeError("GATEWAY_REDIS_URL is required for Celery")
+    app = Celery("gateway", broker=settings.redis_url)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="default",
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_transport_options={"visibility_timeout": 3600},
+    )
+    for name in task_table.TASKS:
+        _register(app, settings, name)
+    return app
+
+
+def _register(app: Celery, settings: Settings, name: str) -> None:
+    def run(self: Task, *args: Any) -> None:
+        loop, ctx = _context(settings, app)
+        try:
+            loop.run_until_complete(task_table.TASKS[name](ctx, *args))
+        except task_table.Retry as exc:
+            raise self.retry(
+                countdown=exc.delay or task_table.backoff(self.request.retries), max_retries=task_table.MAX_ATTEMPTS
+            ) from exc
+        except Exception as exc:
+            log.exception("task failed", extra={"task": name, "args": args, "attempt": self.request.retries + 1})
+            raise self.retry(
+                countdown=task_table.backoff(self.request.retries), max_retries=task_table.MAX_ATTEMPTS
+            ) from exc
+
+    app.task(name=f"gateway.{name}", bind=True, queue=task_table.QUEUES.get(name, "default"))(run)
+
+
+def queues() -> list[str]:
+    return sorted(set(task_table.QUEUES.values()) | {"default"})
