@@ -91,6 +91,7 @@ class BaseChannel:
 
     name: ClassVar[str] = ""
     max_body_bytes: ClassVar[int] = 1 << 20
+    can_send: ClassVar[bool] = False  # True where ``send`` reaches residents
 
     @classmethod
     def accounts(cls, settings: Mapping[str, Any]) -> dict[str, Account]:

@@ -48,6 +48,12 @@ async def read_report_post(request: web.Request) -> InboundMessage:
         if ctype == "multipart/form-data":
             fields, photos = await _read_multipart(request)
             return _web.message_from_fields(fields, photos, sender=sender, idempotency_key=key)
+        if ctype == "application/x-www-form-urlencoded":
+            form = dict(await request.post())
+            loc = {k: form.pop(k) for k in ("lat", "lng", "address") if k in form}
+            if any(loc.values()):
+                form["location"] = loc
+            return _web.message_from_fields(form, (), sender=sender, idempotency_key=key)
         if ctype in ("application/json", "") or ctype.endswith("+json"):
             limit = settings.max_json_bytes
             if request.content_length is not None and request.content_length > limit:

@@ -103,6 +103,7 @@ def _pipeline(settings: Settings, classifier: ReportClassifier, runner: TaskRunn
             else:
                 chosen = InProcessRunner()
         pipeline = Pipeline(app[keys.DB], settings, chosen, classifier, metrics=app[keys.METRICS])
+        pipeline.outbound_channels = frozenset(n for n, c in app[keys.CHANNELS].items() if c.can_send)
         task_ctx = TaskContext(
             pipeline=pipeline,
             services={

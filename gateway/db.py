@@ -236,3 +236,44 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+class Contact(Base):
+    """A resident as one channel knows them: opt-out, the last time they wrote, their last location."""
+
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    address: Mapped[str] = mapped_column(String(255))  # the sender string, e.g. tel:+8613800000000
+    opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_inbound_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # opens reply windows (48 h)
+    last_lat: Mapped[float | None] = mapped_column(Float)
+    last_lng: Mapped[float | None] = mapped_column(Float)
+    last_location_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attributes: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("channel", "address"),)
+
+
+class Notification(Base):
+    """A message to a resident (status news, rating request); sent by the ``notify`` task."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    report_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    account: Mapped[str | None] = mapped_column(String(64))
+    recipient: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))  # status | rating_request | reply
+    text: Mapped[str] = mapped_column(Text)
+    # pending | sent | delivered | failed | undelivered | skipped
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    external_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import replies
 from gateway.casenumber import next_case_number
-from gateway.db import Database, History, Media, Message, Report, utcnow
+from gateway.db import Database, History, Media, Message, Notification, Report, utcnow
 from gateway.lifecycle import Status, check
 from gateway.models import InboundMessage, LocationSource, MessageKind
 
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SYSTEM = "system"
+# Moves a resident hears about on their channel; the first answer (case number) is the intake reply.
+NOTIFY_ON = frozenset({Status.ACCEPTED, Status.IN_PROGRESS, Status.RESOLVED, Status.REJECTED, Status.MERGED})
 TransitionHook = Callable[[AsyncSession, Report, str, str], Any]
 
 
@@ -84,6 +87,17 @@ class Pipeline:
         self.clock = clock
         # Called inside the transaction of every status change (the dispatch outbox hooks here).
         self.transition_hooks: list[TransitionHook] = []
+        # Channels that can send to residents (set by the app from the channel registry).
+        self.outbound_channels: frozenset[str] = frozenset()
+
+    @asynccontextmanager
+    async def unit(self) -> AsyncIterator[AsyncSession]:
+        """A transaction whose ``after_commit`` tasks are enqueued once it has committed."""
+        async with self.db.session() as s:
+            async with s.begin():
+                yield s
+            for name, args, delay in s.info.pop("enqueue", []):
+                await self.runner.enqueue(name, *args, delay=delay)
 
     # ------------------------------------------------------------------ intake
 
@@ -125,7 +139,7 @@ class Pipeline:
     async def _intake_tx(self, msgs: list[InboundMessage], idempotency_key: str | None) -> _Outcome:
         first = msgs[0]
         now = self.clock()
-        async with self.db.session() as s, s.begin():
+        async with self.unit() as s:
             if idempotency_key:
                 found = await s.scalar(
                     select(Report).where(Report.channel == first.channel, Report.idempotency_key == idempotency_key)
@@ -265,14 +279,13 @@ class Pipeline:
     async def close_session(self, report_id: int, *, force: bool = False) -> bool:
         """Close a draft whose window has passed (or any draft when ``force``); True if closed."""
         now = self.clock()
-        async with self.db.session() as s, s.begin():
+        async with self.unit() as s:
             report = await s.get(Report, report_id, with_for_update=True)
             if report is None or not report.session_open:
                 return False
             expires = report.session_expires_at
             if not force and expires is not None and expires > now:
-                delay = (expires - now).total_seconds() + 1
-                await self.runner.enqueue("close_session", report_id, delay=delay)
+                after_commit(s, "close_session", report_id, delay=(expires - now).total_seconds() + 1)
                 return False
             report.session_open = False
             report.session_expires_at = None
@@ -289,7 +302,8 @@ class Pipeline:
         return True
 
     async def sweep(self) -> int:
-        """Re-enqueue what a crash or restart may have dropped: expired drafts and unclassified reports."""
+        """Re-enqueue what a crash or restart may have dropped: expired drafts, unclassified reports,
+        unsent notifications. Tasks are idempotent, so a second copy of a live task is harmless."""
         now = self.clock()
         stuck_before = now - timedelta(seconds=self.settings.stuck_after_s)
         async with self.db.session() as s:
@@ -307,11 +321,20 @@ class Pipeline:
                     )
                 )
             ).all()
+            unsent = (
+                await s.scalars(
+                    select(Notification.id).where(
+                        Notification.state == "pending", Notification.updated_at <= stuck_before
+                    )
+                )
+            ).all()
         for rid in expired:
             await self.runner.enqueue("close_session", rid)
         for rid in stuck:
             await self.runner.enqueue("classify_report", rid)
-        return len(expired) + len(stuck)
+        for nid in unsent:
+            await self.runner.enqueue("notify", nid)
+        return len(expired) + len(stuck) + len(unsent)
 
     # ------------------------------------------------------------------ classification
 
@@ -326,7 +349,7 @@ class Pipeline:
         result = await self.classifier.classify(text)
         if self.metrics:
             self.metrics.pipeline_seconds.labels(stage="classify").observe(time.perf_counter() - started)
-        async with self.db.session() as s, s.begin():
+        async with self.unit() as s:
             report = await s.get(Report, report_id, with_for_update=True)
             if report is None or report.status != Status.RECEIVED:
                 return None  # another worker got there first
@@ -384,6 +407,7 @@ class Pipeline:
                 data=data,
             )
         )
+        await self._status_news(s, report, str(target), note)
         for hook in self.transition_hooks:
             result = hook(s, report, current, str(target))
             if hasattr(result, "__await__"):
@@ -391,13 +415,38 @@ class Pipeline:
         if self.metrics:
             self.metrics.report_transitions.labels(channel=report.channel, status=str(target)).inc()
 
+    async def _status_news(self, s: AsyncSession, report: Report, target: str, note: str | None) -> None:
+        """Queue news for the resident on their own channel (the web status page shows every move)."""
+        if target not in NOTIFY_ON or report.channel not in self.outbound_channels:
+            return
+        extra = report.duplicate_of if target == Status.MERGED else note
+        text = replies.status_news(target, report.case_number, extra)
+        if text:
+            notification = Notification(
+                report_id=report.id,
+                channel=report.channel,
+                account=report.account,
+                recipient=report.sender,
+                kind="status",
+                text=text,
+                state="pending",
+            )
+            s.add(notification)
+            await s.flush()
+            after_commit(s, "notify", notification.id)
+
     async def change_status(self, case_number: str, target: str, actor: str, *, note: str | None = None) -> Report:
-        async with self.db.session() as s, s.begin():
+        async with self.unit() as s:
             report = await s.scalar(select(Report).where(Report.case_number == case_number).with_for_update())
             if report is None:
                 raise ReportNotFound(case_number)
             await self.transition(s, report, target, actor, note=note)
             return report
+
+
+def after_commit(s: AsyncSession, task: str, *args: Any, delay: float = 0) -> None:
+    """Enqueue ``task`` once the transaction of ``s`` (opened by ``Pipeline.unit``) commits."""
+    s.info.setdefault("enqueue", []).append((task, args, delay))
 
 
 def _message_row(m: InboundMessage, report_id: int | None) -> Message:

@@ -51,14 +51,22 @@ async def close_session(ctx: TaskContext, report_id: int) -> None:
     await ctx.pipeline.close_session(report_id)
 
 
+async def notify(ctx: TaskContext, notification_id: int) -> None:
+    from gateway.notify import notify as send_notification
+
+    await send_notification(ctx, notification_id)
+
+
 # The explicit task table: name -> function. Queues group them for Celery workers.
 TASKS: dict[str, TaskFn] = {
     "classify_report": classify_report,
     "close_session": close_session,
+    "notify": notify,
 }
 QUEUES: dict[str, str] = {
     "classify_report": "nlp",
     "close_session": "nlp",
+    "notify": "send",
 }
 MAX_ATTEMPTS = 8
 BACKOFF_BASE_S = 2.0

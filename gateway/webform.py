@@ -62,10 +62,8 @@ async def submit(request: web.Request) -> web.Response:
         msg = await read_report_post(request)
     except web.HTTPBadRequest as exc:
         fields = json.loads(exc.text or "{}").get("fields", {})
-        values: dict[str, str] = {}  # the multipart body is consumed; the resident re-enters the fields
-    return aiohttp_jinja2.render_template(
-        "report_form.html", request, _form_context(request, fields, values), status=400
-    )
+        # The body is consumed by then: the page names the bad fields and the resident fills them in again.
+        return aiohttp_jinja2.render_template("report_form.html", request, _form_context(request, fields), status=400)
     # The hidden per-render token makes a double-tapped submit one report, like Idempotency-Key.
     token = msg.raw.get("form_token")
     key = None

@@ -51,6 +51,7 @@ async def _build_context(settings: Settings, celery_app: Celery) -> task_table.T
     runner = task_table.CeleryRunner(celery_app)
     pipeline = Pipeline(db, settings, runner, make_classifier(settings))
     chans = {name: cls() for name, cls in channels.load_channels().items()}
+    pipeline.outbound_channels = frozenset(n for n, c in chans.items() if c.can_send)
     http = ClientSession(timeout=ClientTimeout(total=30))
     return task_table.TaskContext(
         pipeline=pipeline,

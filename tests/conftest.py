@@ -1,0 +1,181 @@
+"""Shared fixtures: settings on a temporary SQLite file, real PostgreSQL and Redis, the app.
+
+Services: tests marked ``postgres``/``redis`` use the machine's real servers (127.0.0.1). Where a
+server is unreachable they skip with the reason, except under ``CI=true`` where they fail: CI
+must never count a skipped service test as a pass. ``../shared`` (datasets, conformance
+vectors) follows the same rule through ``shared_dir``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.app import create_app
+from gateway.classify import PlaceholderClassifier
+from gateway.migrate import upgrade
+from gateway.settings import Settings
+from gateway.tasks import InProcessRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PG_HOST, PG_PORT = os.environ.get("TEST_PG_HOST", "127.0.0.1"), int(os.environ.get("TEST_PG_PORT", "5432"))
+PG_ADMIN = os.environ.get("TEST_PG_ADMIN_URL", f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+def unavailable(reason: str) -> None:
+    """Skip, or fail under CI=true, when something a test needs is missing."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: a missing service or ../shared is a failure, not a skip)")
+    pytest.skip(reason)
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    path = ROOT.parent / "shared"
+    if not path.is_dir():
+        unavailable(f"{path} not found: tests that read ../shared (datasets, conformance vectors) need it")
+    return path
+
+
+@pytest.fixture(scope="session")
+def conformance_dir(shared_dir: Path) -> Path:
+    return shared_dir / "conformance"
+
+
+# --------------------------------------------------------------------------- databases
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file per test session; each test gets a copy (fast, isolated)."""
+    path = tmp_path_factory.mktemp("dbtemplate") / "template.db"
+    asyncio.run(upgrade(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
+    path = tmp_path / "gateway.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, migrated, dropped at the end."""
+    if not _reachable(PG_HOST, PG_PORT):
+        unavailable(f"PostgreSQL not reachable at {PG_HOST}:{PG_PORT}")
+    import asyncpg
+
+    name = f"gw_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    asyncio.run(upgrade(url))
+    yield url
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def pg_url(pg_database: str) -> AsyncIterator[str]:
+    """The session's PostgreSQL database, emptied after each test."""
+    yield pg_database
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from gateway.db import Base
+
+    engine = create_async_engine(pg_database)
+    async with engine.begin() as conn:
+        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db_url(request: pytest.FixtureRequest) -> str:
+    """Run a test on both databases."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database number of its own for this test process, flushed after each test."""
+    host, port = "127.0.0.1", 6379
+    if not _reachable(host, port):
+        unavailable(f"Redis not reachable at {host}:{port}")
+    import redis
+
+    db = 1 + os.getpid() % 15
+    url = f"{REDIS_URL}/{db}"
+    yield url
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+
+
+# --------------------------------------------------------------------------- app
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, sqlite_url: str) -> Callable[..., Settings]:
+    """Settings for a test: SQLite copy, var/ under tmp_path, placeholder classifier, no .env."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "var_dir": tmp_path / "var",
+            "database_url": sqlite_url,
+            "classifier": "placeholder",
+            "auto_migrate": False,
+            "log_format": "text",
+            "public_url": "http://gateway.test",
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def runner() -> InProcessRunner:
+    return InProcessRunner(max_attempts=3)
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings, runner: InProcessRunner) -> TestClient:
+    """The real app on the test's settings, with an in-process runner the test can wait on."""
+    app = create_app(settings, classifier=PlaceholderClassifier(), runner=runner)
+    return await aiohttp_client(app)
