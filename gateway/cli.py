@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=_worker)
 
     migrate = sub.add_parser("migrate", help="apply database migrations (Alembic) to GATEWAY_DATABASE_URL")
-    migrate.add_argument("revision", nargs="?", default="head", help="target revision (default head)")
+    migrate.add_argument("revision", nargs="?", default="heads", help="target revision (default: heads, all of them)")
     migrate.set_defaults(func=_migrate)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of a report (or of an inbound message)")

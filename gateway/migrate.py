@@ -20,7 +20,7 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-async def upgrade(url: str, revision: str = "head") -> None:
+async def upgrade(url: str, revision: str = "heads") -> None:
     engine = make_engine(url)
     try:
         async with engine.begin() as conn:
@@ -35,5 +35,5 @@ def _upgrade_sync(connection: object, url: str, revision: str) -> None:
     command.upgrade(cfg, revision)
 
 
-def upgrade_blocking(url: str, revision: str = "head") -> None:
+def upgrade_blocking(url: str, revision: str = "heads") -> None:
     asyncio.run(upgrade(url, revision))
