@@ -104,7 +104,8 @@ class Report(Base):
     session_open: Mapped[bool] = mapped_column(Boolean, default=False)
     session_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Set by the pipeline from its clock on every change (no onupdate: an autoflush would stamp wall time).
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     messages: Mapped[list[Message]] = relationship(back_populates="report", order_by="Message.id")
     media: Mapped[list[Media]] = relationship(back_populates="report", order_by="Media.id")

@@ -125,10 +125,10 @@ class InProcessRunner:
                 raise
             except Retry as exc:
                 wait = exc.delay if exc.delay is not None else backoff(attempt)
-                log.info("task retry", extra={"task": name, "args": args, "attempt": attempt + 1, "reason": str(exc)})
+                log.info("task retry", extra={"task": name, "task_args": args, "attempt": attempt + 1, "reason": str(exc)})
             except Exception as exc:
                 wait = backoff(attempt)
-                log.exception("task failed", extra={"task": name, "args": args, "attempt": attempt + 1})
+                log.exception("task failed", extra={"task": name, "task_args": args, "attempt": attempt + 1})
                 if attempt + 1 == self.max_attempts:
                     self.failures.append((name, args, repr(exc)))
                     return

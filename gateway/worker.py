@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from celery import Celery, Task
+from celery.signals import worker_process_shutdown, worker_shutdown
 
 from gateway import tasks as task_table
 from gateway.settings import Settings
@@ -20,21 +21,43 @@ from gateway.settings import Settings
 log = logging.getLogger(__name__)
 
 
-class _WorkerState(threading.local):
-    loop: asyncio.AbstractEventLoop | None = None
-    ctx: task_table.TaskContext | None = None
-    closers: list[Any]
+class _WorkerState:
+    """One event loop and task context per worker process (the solo/prefork pools run tasks serially)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.ctx: task_table.TaskContext | None = None
 
 
 _state = _WorkerState()
 
 
 def _context(settings: Settings, celery_app: Celery) -> tuple[asyncio.AbstractEventLoop, task_table.TaskContext]:
-    if _state.loop is None or _state.ctx is None:
-        loop = asyncio.new_event_loop()
-        _state.loop = loop
-        _state.ctx = loop.run_until_complete(_build_context(settings, celery_app))
-    return _state.loop, _state.ctx
+    with _state.lock:
+        if _state.loop is None or _state.ctx is None:
+            loop = asyncio.new_event_loop()
+            _state.loop = loop
+            _state.ctx = loop.run_until_complete(_build_context(settings, celery_app))
+        return _state.loop, _state.ctx
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def close_worker_context(**_: Any) -> None:
+    """Close the database engine and HTTP session of this worker process."""
+    with _state.lock:
+        loop, ctx = _state.loop, _state.ctx
+        _state.loop = _state.ctx = None
+    if loop is None or ctx is None:
+        return
+    loop.run_until_complete(_close(ctx))
+    loop.close()
+
+
+async def _close(ctx: task_table.TaskContext) -> None:
+    await ctx.services["http"].close()
+    await ctx.pipeline.db.close()
 
 
 async def _build_context(settings: Settings, celery_app: Celery) -> task_table.TaskContext:
@@ -94,7 +117,7 @@ def _register(app: Celery, settings: Settings, name: str) -> None:
                 countdown=exc.delay or task_table.backoff(self.request.retries), max_retries=task_table.MAX_ATTEMPTS
             ) from exc
         except Exception as exc:
-            log.exception("task failed", extra={"task": name, "args": args, "attempt": self.request.retries + 1})
+            log.exception("task failed", extra={"task": name, "task_args": args, "attempt": self.request.retries + 1})
             raise self.retry(
                 countdown=task_table.backoff(self.request.retries), max_retries=task_table.MAX_ATTEMPTS
             ) from exc

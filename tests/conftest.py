@@ -13,7 +13,7 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,15 @@ def unavailable(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: a missing service or ../shared is a failure, not a skip)")
     pytest.skip(reason)
+
+
+def run_sync(coro: Any) -> Any:
+    """Run a coroutine to completion from sync code, even when an event loop is running here
+    (session fixtures are first requested from inside async tests)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -68,7 +77,7 @@ def conformance_dir(shared_dir: Path) -> Path:
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One migrated SQLite file per test session; each test gets a copy (fast, isolated)."""
     path = tmp_path_factory.mktemp("dbtemplate") / "template.db"
-    asyncio.run(upgrade(f"sqlite+aiosqlite:///{path}"))
+    run_sync(upgrade(f"sqlite+aiosqlite:///{path}"))
     return path
 
 
@@ -95,31 +104,35 @@ def pg_database() -> Iterator[str]:
         finally:
             await conn.close()
 
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    run_sync(admin(f'CREATE DATABASE "{name}"'))
     url = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    asyncio.run(upgrade(url))
+    run_sync(upgrade(url))
     yield url
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    run_sync(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture
-async def pg_url(pg_database: str) -> AsyncIterator[str]:
-    """The session's PostgreSQL database, emptied after each test."""
-    yield pg_database
+async def _truncate_all(url: str) -> None:
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from gateway.db import Base
 
-    engine = create_async_engine(pg_database)
+    engine = create_async_engine(url)
     async with engine.begin() as conn:
         tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     await engine.dispose()
 
 
+@pytest.fixture
+def pg_url(pg_database: str) -> Iterator[str]:
+    """The session's PostgreSQL database, emptied after each test."""
+    yield pg_database
+    run_sync(_truncate_all(pg_database))
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def db_url(request: pytest.FixtureRequest) -> str:
+def db_url(request: pytest.FixtureRequest) -> str:
     """Run a test on both databases."""
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_url")

@@ -1,0 +1,38 @@
+# The two quick-start commands: `make run` (gateway on embedded defaults at http://127.0.0.1:8080)
+# and `make test` (the whole suite). Both create .venv and install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install --disable-pip-version-check -q
+EDITABLE := --config-settings editable_mode=compat
+PYTEST_ARGS ?=
+
+.PHONY: run test lint check migrate clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip setuptools wheel
+
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(PIP) -e . $(EDITABLE)
+	@touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[dev,transformer]' $(EDITABLE)
+	@touch $@ $(VENV)/.run-installed
+
+run: $(VENV)/.run-installed
+	$(BIN)/gateway serve
+
+test: $(VENV)/.dev-installed
+	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check gateway channels nlp adapters tests bench
+	$(BIN)/ruff format --check gateway channels adapters
+
+migrate: $(VENV)/.run-installed
+	$(BIN)/gateway migrate
+
+clean:
+	rm -rf $(VENV) var test-output .pytest_cache

@@ -1,0 +1,65 @@
+"""The gateway command: help for every command, schema, migrate, settings errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from gateway.cli import build_parser, main
+
+
+def test_help_explains_each_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("serve", "worker", "migrate", "schema"):
+        assert command in out
+    for command in ("serve", "worker", "migrate", "schema"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "usage: gateway " + command in capsys.readouterr().out
+
+
+def test_schema_prints_the_report_json_schema(capsys):
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["title"] == "Report"
+    for field in ("case_number", "status", "category", "location", "media", "history"):
+        assert field in schema["properties"]
+
+
+def test_migrate_creates_the_tables(monkeypatch, tmp_path, capsys):
+    db = tmp_path / "cli.db"
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", f"sqlite+aiosqlite:///{db}")
+    assert main(["migrate"]) == 0
+    tables = set(inspect(create_engine(f"sqlite:///{db}")).get_table_names())
+    assert {"reports", "messages", "report_history", "case_counters", "alembic_version"} <= tables
+
+
+def test_bad_settings_exit_2_naming_the_variable(monkeypatch, capsys):
+    monkeypatch.setenv("GATEWAY_CASE_PREFIX", "bad prefix")
+    assert main(["serve", "--check"]) == 2
+    assert "GATEWAY_CASE_PREFIX" in capsys.readouterr().err
+
+
+def test_serve_check_masks_secrets(monkeypatch, capsys):
+    monkeypatch.setenv("GATEWAY_WECHAT_APP_SECRET", "topsecret")
+    assert main(["serve", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "topsecret" not in out and json.loads(out)["GATEWAY_WECHAT_APP_SECRET"] == "***"
+
+
+def test_worker_without_redis_is_refused(monkeypatch, capsys):
+    monkeypatch.delenv("GATEWAY_REDIS_URL", raising=False)
+    assert main(["worker"]) == 2
+    assert "GATEWAY_REDIS_URL" in capsys.readouterr().err
+
+
+def test_console_script_is_installed():
+    out = subprocess.run([sys.executable, "-m", "gateway.cli", "--help"], capture_output=True, text=True, check=True)
+    assert "gateway" in out.stdout
+    assert build_parser().prog == "gateway"

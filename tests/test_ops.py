@@ -1,0 +1,59 @@
+"""Operations endpoints: health, readiness (database and Redis), metrics, schemas, request ids."""
+
+from __future__ import annotations
+
+import json
+
+from gateway.app import create_app
+from gateway.classify import PlaceholderClassifier
+
+
+async def test_healthz_and_request_id(client):
+    resp = await client.get("/healthz", headers={"X-Request-Id": "abc-123"})
+    assert resp.status == 200 and (await resp.json())["status"] == "ok"
+    assert resp.headers["X-Request-Id"] == "abc-123"
+    resp = await client.get("/healthz", headers={"X-Request-Id": "bad id;drop"})
+    assert resp.headers["X-Request-Id"] != "bad id;drop" and len(resp.headers["X-Request-Id"]) == 32
+
+
+async def test_readyz_checks_database(client):
+    resp = await client.get("/readyz")
+    assert resp.status == 200 and (await resp.json())["checks"] == {"database": "ok"}
+
+
+async def test_readyz_checks_redis_when_configured(aiohttp_client, make_settings, runner, redis_url):
+    app = create_app(make_settings(redis_url=redis_url), classifier=PlaceholderClassifier(), runner=runner)
+    client = await aiohttp_client(app)
+    body = await (await client.get("/readyz")).json()
+    assert body["checks"] == {"database": "ok", "redis": "ok"}
+
+
+async def test_readyz_is_503_when_redis_is_down(aiohttp_client, make_settings, runner):
+    app = create_app(make_settings(redis_url="redis://127.0.0.1:1/0"), classifier=PlaceholderClassifier(),
+                     runner=runner)
+    client = await aiohttp_client(app)
+    resp = await client.get("/readyz")
+    assert resp.status == 503
+    body = await resp.json()
+    assert body["checks"]["database"] == "ok" and body["checks"]["redis"].startswith("error")
+
+
+async def test_metrics_count_requests_reports_and_latency(client, runner):
+    await client.post("/api/v1/reports", json={"text": "路灯不亮"})
+    await client.post("/api/v1/reports", json={})
+    await runner.idle()
+    text = await (await client.get("/metrics")).text()
+    assert 'gateway_http_requests_total{method="POST",route="/api/v1/reports",status="201"} 1.0' in text
+    assert 'gateway_http_requests_total{method="POST",route="/api/v1/reports",status="400"} 1.0' in text
+    assert 'gateway_reports_created_total{channel="web"} 1.0' in text
+    assert 'gateway_reports{channel="web",status="needs_review"} 1.0' in text
+    assert 'gateway_pipeline_seconds_count{stage="intake"} 1.0' in text
+
+
+async def test_schema_and_openapi_are_served(client):
+    schema = await (await client.get("/api/schema/report.json")).json()
+    assert schema["title"] == "Report" and "case_number" in schema["required"]
+    doc = await (await client.get("/api/openapi.json")).json()
+    assert doc["openapi"].startswith("3.") and "/api/v1/reports" in doc["paths"]
+    refs = json.dumps(doc)
+    assert "#/$defs/" not in refs  # every reference resolves inside components

@@ -1,0 +1,48 @@
+"""Settings: GATEWAY_* environment, .env, secrets that never print, errors that name variables."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.settings import Settings, SettingsError, describe, load_settings
+
+
+def test_defaults_are_embedded_mode(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    s = Settings(_env_file=None)
+    assert s.embedded and s.db_url == "sqlite+aiosqlite:///var/gateway.db"
+    assert s.case_prefix == "ZW" and s.port == 8080
+
+
+def test_environment_and_dotenv_are_read(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("GATEWAY_CASE_PREFIX=LH\nGATEWAY_SESSION_WINDOW_S=90\n")
+    monkeypatch.setenv("GATEWAY_REDIS_URL", "redis://127.0.0.1:6379/0")
+    s = load_settings()
+    assert (s.case_prefix, s.session_window_s, s.embedded) == ("LH", 90, False)
+
+
+def test_secrets_never_print(monkeypatch):
+    monkeypatch.setenv("GATEWAY_DISPATCH_URL", "https://dispatch.example/hook")
+    monkeypatch.setenv("GATEWAY_DISPATCH_SECRET", "s3cr3t-value")
+    monkeypatch.setenv("GATEWAY_WECHAT_APP_SECRET", "wx-secret-value")
+    s = load_settings(_env_file=None)
+    for shown in (repr(s), str(s), str(describe(s))):
+        assert "s3cr3t-value" not in shown and "wx-secret-value" not in shown
+    assert describe(s)["GATEWAY_DISPATCH_SECRET"] == "***"
+    assert s.dispatch_secret.get_secret_value() == "s3cr3t-value"
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"GATEWAY_DISPATCH_URL": "https://d.example/x"}, "GATEWAY_DISPATCH_SECRET"),
+    ({"GATEWAY_ENV": "production"}, "GATEWAY_SECRET_KEY"),
+    ({"GATEWAY_CASE_PREFIX": "zw1"}, "GATEWAY_CASE_PREFIX"),
+    ({"GATEWAY_PORT": "eighty"}, "GATEWAY_PORT"),
+    ({"GATEWAY_DATABASE_URL": "mysql://x"}, "GATEWAY_DATABASE_URL"),
+])
+def test_bad_configuration_fails_naming_the_variable(monkeypatch, env, named):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SettingsError) as err:
+        load_settings(_env_file=None)
+    assert named in str(err.value)
