@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --disable-pip-version-check -q
-EDITABLE := --config-settings editable_mode=compat
+EDITABLE :=
 PYTEST_ARGS ?=
 
 .PHONY: run test lint check migrate clean

@@ -23,19 +23,31 @@ def free_port() -> int:
 
 
 def start_server(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "GATEWAY_VAR_DIR": str(tmp_path / "var"), "GATEWAY_CLASSIFIER": "placeholder",
-           "GATEWAY_SWEEP_INTERVAL_S": "0.5", "GATEWAY_STUCK_AFTER_S": "0", "GATEWAY_LOG_FORMAT": "text"}
+    env = {
+        **os.environ,
+        "GATEWAY_VAR_DIR": str(tmp_path / "var"),
+        "GATEWAY_CLASSIFIER": "placeholder",
+        "GATEWAY_SWEEP_INTERVAL_S": "0.5",
+        "GATEWAY_STUCK_AFTER_S": "0",
+        "GATEWAY_LOG_FORMAT": "text",
+    }
     env.pop("GATEWAY_DATABASE_URL", None)
     env.pop("GATEWAY_REDIS_URL", None)
-    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)], cwd=tmp_path,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(tmp_path / "server.log", "ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
 
 
-async def wait_up(session: aiohttp.ClientSession, base: str, proc: subprocess.Popen[bytes]) -> None:
+async def wait_up(session: aiohttp.ClientSession, base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+            raise AssertionError(f"server exited: {log.read_text(errors='replace')[-2000:]}")
         try:
             async with session.get(f"{base}/healthz") as resp:
                 if resp.status == 200:
@@ -54,7 +66,7 @@ async def test_report_survives_kill_after_201(tmp_path):
     async with aiohttp.ClientSession() as session:
         proc = start_server(tmp_path, port)
         try:
-            await wait_up(session, base, proc)
+            await wait_up(session, base, proc, tmp_path / "server.log")
             async with session.post(f"{base}/api/v1/reports", json={"text": "小区路灯全部不亮了"}) as resp:
                 assert resp.status == 201
                 case = (await resp.json())["case_number"]
@@ -65,7 +77,7 @@ async def test_report_survives_kill_after_201(tmp_path):
                 proc.kill()
         proc = start_server(tmp_path, port)
         try:
-            await wait_up(session, base, proc)
+            await wait_up(session, base, proc, tmp_path / "server.log")
             async with session.get(f"{base}/api/v1/reports/{case}") as resp:
                 assert resp.status == 200
                 report = await resp.json()
