@@ -1,0 +1,196 @@
+"""Benchmark of the default (linear) classifier on ../shared/datasets/gov_messages_7class.
+
+Trains on the train split (calibration and thresholds on the dev split), reports on the test split:
+macro-F1, accuracy, coverage at the target precision, ECE, single-core throughput beside plain
+jieba segmentation of the same texts, training time, the same figures on texts truncated to 30
+characters and on texts whose place names were replaced, and a plain TF-IDF + LinearSVC baseline
+run in the same process. Never tunes on test.
+
+    python bench/classifier.py [--shared PATH] [--target-precision 0.97]
+
+Skips (exit 0) with a message when ../shared is missing; fails (exit 1) instead when CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+
+# One core for everything: set before numpy/scipy load their thread pools.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import random  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DATASET = Path("datasets") / "gov_messages_7class" / "data.csv"
+
+
+def _shared(arg: str | None) -> Path | None:
+    p = Path(arg) if arg else Path(os.environ.get("GATEWAY_SHARED_DIR", REPO.parent / "shared"))
+    return p if (p / DATASET).is_file() else None
+
+
+_PLACE_RE = re.compile(r"([A-Z])(\d{0,2})(市|区|县|镇)")
+_PROVINCE_RE = re.compile(r"西地省")
+
+
+def swap_places(text: str, rng: random.Random) -> str:
+    """Replace anonymised place names (A市, A3区, K8县, 西地省) by other ones."""
+    def repl(m: re.Match[str]) -> str:
+        letter = rng.choice([c for c in "ABCDEFGHJKLMNPQ" if c != m.group(1)])
+        num = str(rng.randint(1, 12)) if m.group(2) else ""
+        return f"{letter}{num}{m.group(3)}"
+
+    return _PROVINCE_RE.sub("东山省", _PLACE_RE.sub(repl, text))
+
+
+def one_core() -> None:
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shared", default=None)
+    ap.add_argument("--target-precision", type=float, default=0.97)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    shared = _shared(args.shared)
+    if shared is None:
+        msg = f"bench/classifier.py: {REPO.parent / 'shared' / DATASET} not found"
+        if os.environ.get("CI", "").lower() == "true":
+            print(msg + " (CI=true: failing)", file=sys.stderr)
+            return 1
+        print(msg + "; skipping")
+        return 0
+    one_core()
+
+    import numpy as np
+
+    from nlp.calibration import expected_calibration_error
+    from nlp.dataio import read_rows, select
+    from nlp.evaluate import evaluate
+    from nlp.loader import load_classifier
+    from nlp.segment import normalize
+    from nlp.taxonomy import load_taxonomy
+    from nlp.train import train_model
+
+    rows = read_rows(shared / DATASET)
+    train = select(rows, split_col="split", split="train")
+    dev = select(rows, split_col="split", split="dev")
+    test = select(rows, split_col="split", split="test")
+    raw_test = [(r["raw_text"], r["label"]) for r in rows if r["split"] == "test" and r.get("raw_text")]
+    taxonomy = load_taxonomy()
+
+    print("# classifier benchmark: gov_messages_7class")
+    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+          f"cpus={os.cpu_count()} (benchmark pinned to 1), python {platform.python_version()}")
+    print(f"data: train {len(train)}, dev {len(dev)} (calibration + thresholds), test {len(test)}; "
+          f"target precision {args.target_precision}")
+
+    out = Path(tempfile.mkdtemp(prefix="bench-classifier-"))
+    t0 = time.perf_counter()
+    meta = train_model(train.texts, train.labels, out / "model", taxonomy=taxonomy, dev_texts=dev.texts,
+                       dev_labels=dev.labels, seed=args.seed, target_precision=args.target_precision)
+    train_s = time.perf_counter() - t0
+    clf = load_classifier(out / "model")
+
+    def figures(texts: list[str], labels: list[str]) -> dict[str, float]:
+        m = evaluate(clf, texts, labels)
+        return {k: m[k] for k in ("macro_f1", "accuracy", "coverage", "precision_routed", "ece")}
+
+    def fmt(m: dict[str, float]) -> str:
+        return (f"macro-F1 {m['macro_f1']:.4f} | accuracy {m['accuracy']:.4f} | coverage {m['coverage']:.4f} "
+                f"at precision {m['precision_routed']:.4f} | ECE {m['ece']:.4f}")
+
+    full = figures(test.texts, test.labels)
+    trunc = figures([normalize(t)[:30] for t in test.texts], test.labels)
+    rng = random.Random(args.seed)
+    swapped = figures([swap_places(t, rng) for t in test.texts], test.labels)
+    raw = figures([t for t, _ in raw_test], [lb for _, lb in raw_test]) if raw_test else None
+
+    # throughput, one core: classify() end to end vs plain jieba segmentation of the same texts
+    import jieba
+
+    jieba.setLogLevel(60)
+    jieba.initialize()
+    texts = test.texts
+    plain = [t.replace(" ", "") for t in texts]
+    clf.classify(texts[:50])
+    t0 = time.perf_counter()
+    for _ in plain:
+        list(jieba.cut(_))
+    jieba_rate = len(plain) / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for i in range(0, len(texts), 256):
+        clf.classify(texts[i : i + 256])
+    clf_rate = len(texts) / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for t in texts[:300]:
+        clf.classify([t])
+    single_rate = 300 / (time.perf_counter() - t0)
+
+    # baseline in the same run: plain TF-IDF (the dataset's own tokens) + LinearSVC, no calibration
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.metrics import f1_score
+    from sklearn.svm import LinearSVC
+
+    t0 = time.perf_counter()
+    vec = TfidfVectorizer(token_pattern=r"\S+")
+    base = LinearSVC().fit(vec.fit_transform(train.texts), train.labels)
+    base_train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    base_pred = base.predict(vec.transform(test.texts))
+    base_rate = len(test.texts) / (time.perf_counter() - t0)
+    base_f1 = float(f1_score(test.labels, base_pred, average="macro"))
+    base_trunc_f1 = float(f1_score(test.labels, base.predict(vec.transform([t[:45] for t in test.texts])),
+                                   average="macro"))
+    dec = base.decision_function(vec.transform(test.texts))
+    base_conf = np.exp(dec) / np.exp(dec).sum(1, keepdims=True)
+    base_ece = expected_calibration_error(base_conf.max(1), np.asarray(base_pred) == np.asarray(test.labels))
+
+    print()
+    print(f"model {meta['version']}: {len(meta['labels'])} labels, temperature {meta['temperature']:.3f}, "
+          f"thresholds {json.dumps({k: round(v, 3) for k, v in meta['thresholds'].items()}, ensure_ascii=False)}")
+    print(f"test                 : {fmt(full)}")
+    print(f"test truncated 30 ch : {fmt(trunc)}")
+    print(f"test places swapped  : {fmt(swapped)}")
+    if raw is not None:
+        print(f"test raw_text subset : {fmt(raw)} (n={len(raw_test)}, unsegmented originals)")
+    print(f"training time        : {train_s:.1f} s (train split, incl. segmentation and dev calibration)")
+    print(f"throughput, 1 core   : classify {clf_rate:,.0f} reports/s (batches of 256), {single_rate:,.0f}/s one "
+          f"at a time; plain jieba segmentation {jieba_rate:,.0f} texts/s; ratio classify/jieba "
+          f"{clf_rate / jieba_rate:.2f}")
+    print(f"baseline TF-IDF+LinearSVC (dataset tokens): macro-F1 {base_f1:.4f} (truncated-to-30-chars "
+          f"{base_trunc_f1:.4f}), ECE of softmax(margins) {base_ece:.4f}, train {base_train_s:.1f} s, "
+          f"predict {base_rate:,.0f}/s (no segmentation)")
+    print(f"ratio ours/baseline  : macro-F1 {full['macro_f1'] / base_f1:.3f}, "
+          f"truncated macro-F1 {trunc['macro_f1'] / base_trunc_f1:.3f}")
+    goals = {
+        "macro_f1>=0.95": full["macro_f1"] >= 0.95,
+        "coverage@97%>=0.85": full["coverage"] >= 0.85 and full["precision_routed"] >= 0.97,
+        "ece<=0.05": full["ece"] <= 0.05,
+        "throughput>=2000/s": clf_rate >= 2000,
+        "train<120s": train_s < 120,
+    }
+    print("goals: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in goals.items()))
+    summary = {"macro_f1": full["macro_f1"], "accuracy": full["accuracy"], "coverage": full["coverage"],
+               "precision_routed": full["precision_routed"], "ece": full["ece"], "throughput": clf_rate,
+               "jieba_throughput": jieba_rate, "train_s": train_s, "truncated30": trunc, "places_swapped": swapped,
+               "baseline_macro_f1": base_f1}
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,345 @@
+"""Complaint intake throughput and latency: POST /api/v1/reports against a bare aiohttp handler.
+
+    python bench/intake.py                       # 2000 requests, 16 at a time, SQLite
+    python bench/intake.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/test
+
+Each target is a real server (``web.AppRunner`` + ``TCPSite`` on a free port of 127.0.0.1) in a
+process of its own, loaded from this process by an aiohttp client with at most ``--concurrency``
+requests in flight. The targets, in one run:
+
+- ``bare aiohttp``: a handler that reads the JSON body and answers 201 with a JSON object: the
+  floor that aiohttp, the loopback network and the client cost on this machine;
+- ``gateway (sqlite)``: the real app on embedded defaults (SQLite in a temporary directory,
+  in-process task runner), with ``GATEWAY_CLASSIFIER=placeholder`` so the figures measure intake
+  (validation, case number, commit, enqueue) and not the NLP model;
+- ``gateway (postgresql)`` with ``--database-url``: the same app on a fresh database created on
+  that (local) server, migrated, and dropped at the end.
+
+Each target gets warm-up requests first (not counted). After the load the gateway's background
+tasks are drained and its reports counted: every 201 must be a stored report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, web
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for `gateway`
+from _machine import print_machine  # noqa: E402 - bench/ is sys.path[0] when run as a script
+
+LOOPBACK = "127.0.0.1"
+PATH = "/api/v1/reports"
+START_TIMEOUT_S = 120.0  # a server process must be listening within this (imports, migrations)
+STOP_TIMEOUT_S = 120.0  # and must drain and report within this after the load
+CLASSIFIER_NOTE = (
+    "GATEWAY_CLASSIFIER=placeholder: every report goes to needs_review without a model, so the gateway\n"
+    "  figures measure intake (validate, case number, commit, enqueue), not classification"
+)
+
+
+@dataclass
+class Target:
+    label: str
+    kind: str  # "bare" or "gateway"
+    database_url: str | None = None
+
+
+@dataclass
+class Result:
+    label: str
+    requests: int
+    seconds: float
+    latencies_ms: list[float]
+    errors: list[str] = field(default_factory=list)
+    server: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
+
+    def percentile(self, q: float) -> float:
+        """Nearest-rank percentile of the successful requests' latencies."""
+        data = sorted(self.latencies_ms)
+        if not data:
+            return math.nan
+        return data[min(len(data) - 1, max(0, math.ceil(q * len(data)) - 1))]
+
+
+# --------------------------------------------------------------------------- servers (child process)
+
+
+def bare_app() -> web.Application:
+    async def create(request: web.Request) -> web.Response:
+        data = await request.json()
+        return web.json_response({"case_number": "ZW00000000000000", "text": data.get("text", "")}, status=201)
+
+    app = web.Application()
+    app.router.add_post(PATH, create)
+    return app
+
+
+def gateway_app(database_url: str | None, workdir: str) -> tuple[web.Application, Any]:
+    from gateway.app import create_app
+    from gateway.logs import setup_logging
+    from gateway.settings import ENV_PREFIX, Settings
+    from gateway.tasks import InProcessRunner
+
+    for name in [n for n in os.environ if n.startswith(ENV_PREFIX)]:
+        del os.environ[name]  # only the values below count: no Redis, no dispatch from the caller's env
+    os.environ["GATEWAY_CLASSIFIER"] = "placeholder"
+    var = Path(workdir) / "var"
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        var_dir=var,
+        database_url=database_url or f"sqlite+aiosqlite:///{var / 'gateway.db'}",
+        auto_migrate=True,
+        log_level="WARNING",
+        log_format="text",
+        public_url=f"http://{LOOPBACK}",
+    )
+    var.mkdir(parents=True, exist_ok=True)
+    setup_logging(settings.log_level, settings.log_format)
+    runner = InProcessRunner()
+    return create_app(settings, runner=runner), runner
+
+
+async def report_counts(app: web.Application) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from gateway import keys
+    from gateway.db import Report
+
+    async with app[keys.DB].session() as s:
+        rows = await s.execute(select(Report.status, func.count()).group_by(Report.status))
+        return {status: int(n) for status, n in rows.all()}
+
+
+async def serve(target: Target, workdir: str, conn: Connection) -> None:
+    app, tasks = (bare_app(), None) if target.kind == "bare" else gateway_app(target.database_url, workdir)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, LOOPBACK, 0)
+        await site.start()
+        conn.send(("ready", runner.addresses[0][1]))
+        loop = asyncio.get_running_loop()
+        # Wait for the parent's "stop" (or its death: poll returns on EOF too), bounded.
+        await loop.run_in_executor(None, conn.poll, 3600.0)
+        stats: dict[str, Any] = {}
+        if tasks is not None:
+            started = time.perf_counter()
+            await tasks.idle(timeout=STOP_TIMEOUT_S / 2)
+            stats = {"drain_s": time.perf_counter() - started, "reports": await report_counts(app)}
+    finally:
+        await runner.cleanup()
+    conn.send(("done", stats))
+
+
+def serve_process(target: Target, workdir: str, conn: Connection) -> None:
+    """Child process entry: run one server until the parent says stop."""
+    asyncio.run(serve(target, workdir, conn))
+
+
+# --------------------------------------------------------------------------- load (this process)
+
+
+def payload(i: int) -> dict[str, Any]:
+    return {
+        "text": f"第{i}号：小区{i % 97}栋门口的路灯坏了三天了，晚上很黑，老人孩子出门不安全，请尽快修理。",
+        "title": "路灯不亮",
+        "contact_phone": f"138{i % 100_000_000:08d}",
+        "location": {"lat": 22.6 + (i % 100) / 1000, "lng": 114.0 + (i % 100) / 1000, "address": "龙华区民治街道"},
+    }
+
+
+async def load(url: str, start: int, count: int, concurrency: int) -> tuple[float, list[float], list[str]]:
+    """Post ``count`` complaints with at most ``concurrency`` in flight; (seconds, latencies ms, errors)."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    numbers = iter(range(start, start + count))
+    connector = TCPConnector(limit=concurrency)
+    async with ClientSession(
+        connector=connector, cookie_jar=DummyCookieJar(), timeout=ClientTimeout(total=30)
+    ) as session:
+
+        async def worker() -> None:
+            for i in numbers:  # shared iterator: each number is posted once
+                t0 = time.perf_counter()
+                try:
+                    async with session.post(url, json=payload(i), headers={"X-Client-Id": f"bench-{i}"}) as resp:
+                        body = await resp.read()
+                except (TimeoutError, OSError) as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                    continue
+                if resp.status != 201:
+                    errors.append(f"HTTP {resp.status}: {body[:200]!r}")
+                    continue
+                latencies.append((time.perf_counter() - t0) * 1000)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started, latencies, errors
+
+
+def run_target(target: Target, args: argparse.Namespace) -> Result:
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    with tempfile.TemporaryDirectory(prefix="gw-bench-") as workdir:
+        proc = ctx.Process(target=serve_process, args=(target, workdir, child), daemon=True)
+        proc.start()
+        child.close()  # so that a crashed server reads as EOF here instead of a silent wait
+        try:
+            port = _receive(parent, target, "ready", START_TIMEOUT_S)
+            url = f"http://{LOOPBACK}:{port}{PATH}"
+            _, warm, _ = asyncio.run(load(url, 0, args.warmup, args.concurrency))
+            seconds, latencies, errors = asyncio.run(load(url, args.warmup, args.requests, args.concurrency))
+            parent.send("stop")
+            stats = _receive(parent, target, "done", STOP_TIMEOUT_S)
+            stats["posted"] = len(warm) + len(latencies)  # warm-up posts are stored reports too
+        finally:
+            proc.join(10)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(10)
+    return Result(target.label, args.requests, seconds, latencies, errors, stats)
+
+
+def _receive(conn: Connection, target: Target, what: str, timeout: float) -> Any:
+    try:
+        if conn.poll(timeout):
+            tag, value = conn.recv()
+            if tag == what:
+                return value
+    except EOFError:
+        pass
+    raise RuntimeError(f"{target.label}: the server process did not report {what!r} (see its error above)")
+
+
+# --------------------------------------------------------------------------- PostgreSQL database
+
+
+def _local_pg(url: str) -> Any:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.drivername != "postgresql+asyncpg":
+        raise SystemExit("--database-url must be postgresql+asyncpg://...")
+    if parsed.host not in (LOOPBACK, "localhost", "::1"):
+        raise SystemExit(
+            "--database-url must point at a local server (127.0.0.1): the benchmark creates and drops a database"
+        )
+    return parsed
+
+
+async def _pg_admin(admin_url: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+class FreshDatabase:
+    """A database of its own on the given server, created here and dropped on exit."""
+
+    def __init__(self, url: str) -> None:
+        parsed = _local_pg(url)
+        self.name = f"gw_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self.admin = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.url = parsed.set(database=self.name).render_as_string(hide_password=False)
+
+    def __enter__(self) -> str:
+        asyncio.run(_pg_admin(self.admin, f'CREATE DATABASE "{self.name}"'))
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run(_pg_admin(self.admin, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+
+
+# --------------------------------------------------------------------------- report
+
+
+def print_results(results: list[Result]) -> bool:
+    """Print the table, the ratios and the stored-report check; True when every figure is sound."""
+    ok = True
+    print(f"\n{'target':<22} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
+    for r in results:
+        print(f"{r.label:<22} {r.rate:>9.1f} {r.percentile(0.50):>9.2f} {r.percentile(0.99):>9.2f} {len(r.errors):>7}")
+        ok &= not r.errors
+        for err in sorted(set(r.errors))[:5]:
+            print(f"  error: {err}")
+    bare = results[0]
+    print("\nratio gateway/bare (throughput: share of bare req/s; latency: times slower)")
+    for r in results[1:]:
+        print(
+            f"  {r.label:<20} throughput {r.rate / bare.rate:.3f}x   "
+            f"p50 {r.percentile(0.50) / bare.percentile(0.50):.1f}x   "
+            f"p99 {r.percentile(0.99) / bare.percentile(0.99):.1f}x"
+        )
+    print("\nafter the load")
+    for r in results[1:]:
+        stored = sum(r.server["reports"].values())
+        expected = r.server["posted"]
+        status = ", ".join(f"{k} {v}" for k, v in sorted(r.server["reports"].items()))
+        verdict = "ok" if stored == expected else "MISMATCH"
+        print(f"  {r.label:<20} reports stored {stored} of {expected} answered 201 ({verdict}; {status}); ", end="")
+        print(f"background tasks drained in {r.server['drain_s']:.2f} s")
+        ok &= stored == expected
+    return ok
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000, help="measured requests per target (default 2000)")
+    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight (default 16)")
+    parser.add_argument("--warmup", type=int, help="unmeasured requests first (default: a tenth, at most 200)")
+    parser.add_argument("--database-url", help="also run on PostgreSQL: postgresql+asyncpg://USER@127.0.0.1:5432/DB")
+    args = parser.parse_args(argv)
+    if not (1 <= args.requests <= 1_000_000 and 1 <= args.concurrency <= 1024):
+        parser.error("--requests must be 1..1000000 and --concurrency 1..1024")
+    if args.warmup is None:
+        args.warmup = min(200, args.requests // 10)
+    if args.database_url:
+        _local_pg(args.database_url)
+    return args
+
+
+def print_header(args: argparse.Namespace) -> None:
+    print_machine()
+    print(f"\nintake benchmark: POST {PATH}, {args.requests} requests per target, concurrency {args.concurrency}")
+    print(f"  {args.warmup} warm-up requests per target first, not measured")
+    print(f"  {CLASSIFIER_NOTE}")
+    print("  embedded gateway (in-process task runner): its background tasks share its process during the load")
+    print(f"  each server runs in its own process on {LOOPBACK}; the aiohttp client runs in this one")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    print_header(args)
+    targets = [Target("bare aiohttp", "bare"), Target("gateway (sqlite)", "gateway")]
+    results = [run_target(t, args) for t in targets]
+    if args.database_url:
+        fresh = FreshDatabase(args.database_url)
+        with fresh as url:
+            results.append(run_target(Target("gateway (postgresql)", "gateway", url), args))
+        print(f"  database {fresh.name} created, migrated and dropped")
+    return 0 if print_results(results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""Reading labelled examples from CSV or JSONL files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class DataError(ValueError):
+    """A data file lacks a column or cannot be read."""
+
+
+@dataclass(frozen=True)
+class Examples:
+    texts: list[str]
+    labels: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def read_rows(path: str | Path) -> list[dict[str, str]]:
+    """All rows of a CSV (header row; UTF-8, BOM allowed) or JSONL file (``.jsonl``, ``.ndjson``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: no such file")
+    if p.suffix.lower() in {".jsonl", ".ndjson", ".json"}:
+        rows = []
+        with p.open(encoding="utf-8-sig") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{p}:{n}: not JSON: {exc}") from exc
+                if not isinstance(obj, dict):
+                    raise DataError(f"{p}:{n}: each line must be a JSON object")
+                rows.append({str(k): "" if v is None else str(v) for k, v in obj.items()})
+        return rows
+    with p.open(encoding="utf-8-sig", newline="") as fh:
+        return [dict(r) for r in csv.DictReader(fh)]
+
+
+def select(
+    rows: list[dict[str, str]],
+    *,
+    text_col: str = "text",
+    label_col: str = "label",
+    split_col: str | None = None,
+    split: str | None = None,
+    require_label: bool = True,
+    source: str = "data",
+) -> Examples:
+    """Texts and labels of the rows (of one split when ``split_col`` and ``split`` are given)."""
+    if rows:
+        missing = [c for c in (text_col, label_col if require_label else None, split_col) if c and c not in rows[0]]
+        if missing:
+            raise DataError(f"{source}: missing column(s) {', '.join(missing)}; has {', '.join(rows[0])}")
+    texts, labels = [], []
+    for r in rows:
+        if split_col and split is not None and r.get(split_col, "") != split:
+            continue
+        text = (r.get(text_col) or "").strip()
+        label = (r.get(label_col) or "").strip()
+        if not text or (require_label and not label):
+            continue
+        texts.append(text)
+        labels.append(label)
+    return Examples(texts, labels)

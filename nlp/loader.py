@@ -1,0 +1,107 @@
+"""``load_classifier``: a model directory, or the bundled default model trained from the seed corpus."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+from .model import TaxonomyClassifier, read_meta
+from .taxonomy import DEFAULT_TAXONOMY_PATH, Taxonomy, load_taxonomy
+
+SEED_CORPUS_PATH = Path(__file__).parent / "data" / "seed_corpus.jsonl"
+DEFAULT_CACHE_DIR = Path("var") / "models"
+
+_lock = threading.Lock()
+_loaded: dict[tuple[str, str, str], TaxonomyClassifier] = {}
+
+
+def bundled_model_key(taxonomy_path: str | Path | None = None) -> str:
+    """Hash of the seed corpus, the taxonomy and the training code version."""
+    from .train import CODE_VERSION
+
+    h = hashlib.sha256()
+    h.update(SEED_CORPUS_PATH.read_bytes())
+    h.update(b"\x00")
+    h.update(Path(taxonomy_path or DEFAULT_TAXONOMY_PATH).read_bytes())
+    h.update(b"\x00" + CODE_VERSION.encode())
+    for name in ("linear.py", "segment.py", "train.py", "calibration.py"):
+        h.update((Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()
+
+
+def ensure_bundled_model(
+    cache_dir: str | Path | None = None, taxonomy_path: str | Path | None = None, *, progress: bool = False
+) -> Path:
+    """The directory of the bundled model, training it from the seed corpus if not cached yet."""
+    taxonomy = load_taxonomy(taxonomy_path)
+    key = bundled_model_key(taxonomy_path)
+    cache = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
+    target = cache / f"seed-{key[:16]}"
+    if (target / "meta.json").is_file():
+        return target
+    from .dataio import read_rows
+    from .train import train_model
+
+    rows = [r for r in read_rows(SEED_CORPUS_PATH) if r.get("label", "") in taxonomy and r.get("text")]
+    texts = [r["text"] for r in rows]
+    labels = [r["label"] for r in rows]
+    groups = [f"{r['label']}/{r.get('phrase', i)}" for i, r in enumerate(rows)]
+    if not texts:
+        raise ValueError(f"the seed corpus has no labels of taxonomy {taxonomy.path}")
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".seed-", dir=cache))
+    try:
+        train_model(texts, labels, tmp / "model", taxonomy=taxonomy, seed=0, cv_folds=3, groups=groups,
+                    progress=progress, version_prefix="seed-")
+        try:
+            os.replace(tmp / "model", target)
+        except OSError:
+            if not (target / "meta.json").is_file():  # another process won the race only if it finished
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _open(model_dir: Path, taxonomy: Taxonomy) -> TaxonomyClassifier:
+    meta = read_meta(model_dir)
+    if meta["backend"] == "linear":
+        from .linear import LinearBackend
+
+        backend = LinearBackend.load(model_dir)
+        return TaxonomyClassifier(backend, meta, taxonomy)
+    if meta["backend"] == "transformer":
+        from .transformer import TransformerBackend
+
+        return TaxonomyClassifier(TransformerBackend.load(model_dir), meta, taxonomy)
+    raise ValueError(f"{model_dir}: unknown backend {meta['backend']!r}")
+
+
+def load_classifier(
+    model_dir: str | Path | None = None,
+    *,
+    taxonomy_path: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+) -> TaxonomyClassifier:
+    """A ready classifier, loaded once per process for the same arguments.
+
+    ``model_dir`` None means the bundled default model: trained from ``nlp/data/seed_corpus.jsonl``
+    on first use (a few seconds) and cached under ``cache_dir`` (default ``./var/models``) in a
+    directory keyed by the hash of corpus, taxonomy and training code, so a changed corpus retrains.
+    """
+    key = (str(model_dir or ""), str(taxonomy_path or ""), str(cache_dir or ""))
+    clf = _loaded.get(key)
+    if clf is not None:
+        return clf
+    with _lock:
+        clf = _loaded.get(key)
+        if clf is None:
+            taxonomy = load_taxonomy(taxonomy_path)
+            path = Path(model_dir) if model_dir is not None else ensure_bundled_model(cache_dir, taxonomy_path)
+            clf = _open(path, taxonomy)
+            _loaded[key] = clf
+    return clf

@@ -1,0 +1,37 @@
+import nlp.segment as seg
+from nlp.segment import get_segmenter, normalize, segment
+
+
+def test_normalize_width_traditional_placeholders_emoji():
+    out = normalize("小區門口的路燈壞了😡 電話１３８１２３４５６７８ 詳見 https://x.cn/a?b=1 ")
+    assert "小区门口的路灯坏了" in out
+    assert "PHONE" in out and "URL" in out
+    assert "😡" not in out and "１" not in out
+
+
+def test_normalize_ids_emails_and_long_numbers():
+    out = normalize("身份证11010519491231002X 邮箱 a.b@qq.com 订单 20231127000123")
+    assert "IDNO" in out and "EMAIL" in out and "NUM" in out
+    assert "1101" not in out
+
+
+def test_presegmented_text_normalizes_like_raw_text():
+    assert normalize("小区 门口 路灯 坏") == "小区门口路灯坏"
+
+
+def test_segment_uses_domain_words_and_drops_stopwords():
+    toks = segment("楼道里有很浓的煤气味，请尽快处理！", ["煤气味"])
+    assert "煤气味" in toks
+    assert "的" not in toks and "，" not in toks
+
+
+def test_segmenter_is_built_once_per_dictionary():
+    a = get_segmenter(["井盖缺失"])
+    b = get_segmenter(["井盖缺失"])
+    assert a is b
+    assert "井盖缺失" in a.cut("路上井盖缺失")
+
+
+def test_import_does_not_load_jieba_dictionary():
+    # the module keeps segmenters in a cache that only get_segmenter fills
+    assert isinstance(seg._segmenters, dict)
