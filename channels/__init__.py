@@ -18,9 +18,13 @@ ENTRY_POINT_GROUP = "citizen_gateway.channels"
 
 
 def builtin_channels() -> tuple[type[BaseChannel], ...]:
+    from channels.open311 import Open311Channel
+    from channels.sms import SmsChannel
     from channels.web import WebChannel
+    from channels.wechat import WeChatChannel
+    from channels.weibo import WeiboChannel
 
-    return (WebChannel,)
+    return (WebChannel, WeChatChannel, SmsChannel, WeiboChannel, Open311Channel)
 
 
 def load_channels(*, plugins: bool = True) -> dict[str, type[BaseChannel]]:

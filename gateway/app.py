@@ -13,8 +13,20 @@ import jinja2
 from aiohttp import ClientSession, ClientTimeout, web
 
 import channels
-from gateway import api, channel_routes, keys, ops, webform
+from gateway import (
+    api,
+    channel_routes,
+    dispatch_routes,
+    keys,
+    open311_routes,
+    ops,
+    outbox,
+    ratings,
+    sms_routes,
+    webform,
+)
 from gateway.classify import NlpClassifier, PlaceholderClassifier, ReportClassifier
+from gateway.console import install as install_console
 from gateway.db import Database
 from gateway.media import LocalMediaStore
 from gateway.metrics import Metrics
@@ -54,7 +66,17 @@ def create_app(
     app.cleanup_ctx.append(_redis(settings))
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(_pipeline(settings, classifier or make_classifier(settings), runner))
-    app.router.add_routes(ops.routes() + api.routes() + webform.routes() + channel_routes.routes())
+    app.router.add_routes(
+        ops.routes()
+        + api.routes()
+        + webform.routes()
+        + sms_routes.routes()
+        + open311_routes.routes()
+        + channel_routes.routes()
+        + dispatch_routes.routes()
+        + ratings.routes()
+    )
+    install_console(app)  # /console/ and /api/v1/admin: own Jinja env, state and guarded routes
     return app
 
 
@@ -104,6 +126,8 @@ def _pipeline(settings: Settings, classifier: ReportClassifier, runner: TaskRunn
                 chosen = InProcessRunner()
         pipeline = Pipeline(app[keys.DB], settings, chosen, classifier, metrics=app[keys.METRICS])
         pipeline.outbound_channels = frozenset(n for n, c in app[keys.CHANNELS].items() if c.can_send)
+        outbox.install(pipeline)  # dispatch outbox: a delivery row with every move to ready
+        ratings.install(pipeline)  # digit replies after `resolved` are ratings
         task_ctx = TaskContext(
             pipeline=pipeline,
             services={
@@ -119,25 +143,31 @@ def _pipeline(settings: Settings, classifier: ReportClassifier, runner: TaskRunn
         app[keys.RUNNER] = chosen
         app[keys.PIPELINE] = pipeline
         app[keys.TASK_CONTEXT] = task_ctx
-        sweeper = asyncio.create_task(_sweep_forever(pipeline, settings.sweep_interval_s), name="sweeper")
+        stop = asyncio.Event()
+        sweeper = asyncio.create_task(_sweep_forever(pipeline, settings.sweep_interval_s, stop), name="sweeper")
         yield
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        # Let a sweep that is mid-query finish: cancelling it would abandon a query running in
+        # aiosqlite's thread. Cancel only if it overruns the shutdown timeout.
+        stop.set()
+        try:
+            await asyncio.wait_for(sweeper, timeout=settings.shutdown_timeout_s)
+        except TimeoutError:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         await chosen.drain(settings.shutdown_timeout_s)
 
     return ctx
 
 
-async def _sweep_forever(pipeline: Pipeline, interval: float) -> None:
-    """Pick up what a crash or restart left: expired drafts and unclassified reports."""
-    while True:
+async def _sweep_forever(pipeline: Pipeline, interval: float, stop: asyncio.Event) -> None:
+    """Pick up what a crash or restart left (see ``Pipeline.sweep``) until ``stop`` is set."""
+    while not stop.is_set():
         try:
             count = await pipeline.sweep()
             if count:
                 log.info("sweeper re-enqueued work", extra={"count": count})
-        except asyncio.CancelledError:
-            raise
         except Exception:
             log.exception("sweep failed")
-        await asyncio.sleep(interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)

@@ -68,6 +68,23 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--which", choices=("report", "inbound_message", "all"), default="report")
     schema.set_defaults(func=_schema)
 
+    deliveries = sub.add_parser("deliveries", help="list dispatch deliveries (the outbox), newest first, as JSON lines")
+    deliveries.add_argument("--dead", action="store_true", help="only dead-lettered and rejected deliveries")
+    deliveries.add_argument("--limit", type=int, default=50)
+    deliveries.set_defaults(func=_deliveries)
+
+    replay = sub.add_parser("replay", help="put dead-lettered or rejected dispatch deliveries back in the outbox")
+    replay.add_argument("delivery", nargs="?", help="delivery row id or X-Gateway-Delivery id")
+    replay.add_argument("--all-dead", action="store_true", help="every dead-lettered and rejected delivery")
+    replay.set_defaults(func=_replay)
+
+    stats = sub.add_parser("stats", help="handling figures per category and department (统一评价), as JSON")
+    stats.set_defaults(func=_stats)
+
+    from gateway.console.commands import register as register_console
+
+    register_console(sub)  # gateway user add, gateway apikey add
+
     try:
         from nlp.commands import register
     except ImportError:  # the nlp package is part of this distribution; only a broken install lacks it
@@ -154,6 +171,56 @@ def _schema(args: argparse.Namespace) -> int:
     schemas = json_schemas()
     out = schemas if args.which == "all" else schemas[args.which]
     print(json.dumps(out, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _deliveries(args: argparse.Namespace) -> int:
+    from gateway.outbox import operator
+
+    async def run() -> list[dict[str, object]]:
+        async with operator(load_settings()) as box:
+            return await box.listing(dead=args.dead, limit=args.limit)
+
+    for row in asyncio.run(run()):
+        print(json.dumps(row, ensure_ascii=False))
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from gateway.outbox import ReplayRefused, operator, settle
+
+    if bool(args.delivery) == bool(args.all_dead):
+        print("gateway replay: give a DELIVERY_ID or --all-dead", file=sys.stderr)
+        return 2
+
+    async def run() -> list[dict[str, object]]:
+        async with operator(load_settings()) as box:
+            replayed = await box.replay_dead() if args.all_dead else [await box.replay(args.delivery)]
+            await settle(box)
+            return await box.listing(ids=[d.id for d in replayed])
+
+    try:
+        rows = asyncio.run(run())
+    except ReplayRefused as exc:
+        print(f"gateway replay: {exc}", file=sys.stderr)
+        return 1
+    for row in rows:
+        print(json.dumps(row, ensure_ascii=False))
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from gateway.db import Database
+    from gateway.dispatch_routes import compute_stats
+
+    async def run() -> dict[str, object]:
+        db = Database(load_settings().db_url)
+        try:
+            return await compute_stats(db)
+        finally:
+            await db.close()
+
+    print(json.dumps(asyncio.run(run()), ensure_ascii=False, indent=2))
     return 0
 
 

@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import replies
 from gateway.casenumber import next_case_number
-from gateway.db import Database, History, Media, Message, Notification, Report, utcnow
+from gateway.db import Contact, Database, History, Media, Message, Notification, Report, utcnow
 from gateway.lifecycle import Status, check
 from gateway.models import InboundMessage, LocationSource, MessageKind
 
@@ -41,6 +43,8 @@ SYSTEM = "system"
 # Moves a resident hears about on their channel; the first answer (case number) is the intake reply.
 NOTIFY_ON = frozenset({Status.ACCEPTED, Status.IN_PROGRESS, Status.RESOLVED, Status.REJECTED, Status.MERGED})
 TransitionHook = Callable[[AsyncSession, Report, str, str], Any]
+# Sees inbound messages before they become a report; a result means "handled" (e.g. a rating reply).
+IntakeHook = Callable[[Sequence[InboundMessage]], Awaitable["IntakeResult | None"]]
 
 
 class ReportNotFound(LookupError):
@@ -87,6 +91,10 @@ class Pipeline:
         self.clock = clock
         # Called inside the transaction of every status change (the dispatch outbox hooks here).
         self.transition_hooks: list[TransitionHook] = []
+        # Tried in order before session stitching (gateway/ratings.py registers one).
+        self.intake_hooks: list[IntakeHook] = []
+        # Extra sweeps run by ``sweep`` (the dispatch outbox registers one); each returns a count.
+        self.sweepers: list[Callable[[], Awaitable[int]]] = []
         # Channels that can send to residents (set by the app from the channel registry).
         self.outbound_channels: frozenset[str] = frozenset()
 
@@ -104,7 +112,16 @@ class Pipeline:
     async def intake(self, messages: Sequence[InboundMessage], *, idempotency_key: str | None = None) -> IntakeResult:
         msgs = [m for m in messages if m.kind != MessageKind.EVENT]
         if not msgs:
-            return IntakeResult(None, None, None)
+            # Events (follow, menu, location reports) make no report; they update the contact.
+            events = [m for m in messages if m.kind == MessageKind.EVENT]
+            if events:
+                await self._note_events(events)
+            channel = events[0].channel if events else "*"
+            return IntakeResult(None, None, None, reply=replies.event_reply([m.event or "" for m in events], channel))
+        for hook in self.intake_hooks:
+            handled = await hook(msgs)
+            if handled is not None:
+                return handled
         started = time.perf_counter()
         try:
             outcome = await self._intake_tx(msgs, idempotency_key)
@@ -159,6 +176,7 @@ class Pipeline:
             fresh = [m for m in msgs if m.channel_message_id not in seen]
             if not fresh:
                 return await self._duplicate(s, first)
+            contact = await self._touch_contact(s, first, now)
             complete = any(m.complete for m in fresh)
             closing = not complete and all(m.kind == MessageKind.TEXT and replies.is_close_word(m.text) for m in fresh)
             report = None if complete else await self._open_draft(s, first, now)
@@ -176,6 +194,7 @@ class Pipeline:
                 await s.flush()
                 if not (closing and replies.is_close_word(m.text)):
                     outcome.new_media += await self._append(s, report, m, msg_row.id)
+            self._locate_from_contact(report, contact, now)
             if complete or closing:
                 report.session_open = False
                 report.session_expires_at = None
@@ -184,8 +203,58 @@ class Pipeline:
                 report.session_open = True
                 report.session_expires_at = now + timedelta(seconds=self.settings.session_window_s)
             report.updated_at = now
-            outcome.reply = _reply_for(report, outcome, complete)
+            outcome.reply = _reply_for(report, outcome, complete, fresh)
             return outcome
+
+    # ------------------------------------------------------------------ contacts
+
+    async def _touch_contact(self, s: AsyncSession, m: InboundMessage, now: datetime) -> Contact | None:
+        """The sender's contact row (made on first contact), stamped with this inbound time.
+
+        ``last_inbound_at`` opens reply windows such as WeChat's 48 h; only channels that can
+        write back to residents keep contacts. Insert-or-ignore, so concurrent first messages
+        of one resident do not collide on the unique (channel, address).
+        """
+        if m.channel not in self.outbound_channels:
+            return None
+        insert = sqlite_insert if self.db.dialect == "sqlite" else pg_insert
+        await s.execute(
+            insert(Contact)
+            .values(channel=m.channel, address=m.sender, opted_out=False, created_at=now)
+            .on_conflict_do_nothing(index_elements=["channel", "address"])
+        )
+        contact = await s.scalar(
+            select(Contact).where(Contact.channel == m.channel, Contact.address == m.sender).with_for_update()
+        )
+        if contact is not None:
+            contact.last_inbound_at = now
+        return contact
+
+    async def _note_events(self, events: Sequence[InboundMessage]) -> None:
+        """Follow/unfollow and location reports (WeChat ``LOCATION``) update the contact."""
+        now = self.clock()
+        async with self.unit() as s:
+            for m in events:
+                contact = await self._touch_contact(s, m, now)
+                if contact is None:
+                    continue
+                if m.location and m.location.lat is not None and m.location.lng is not None:
+                    contact.last_lat, contact.last_lng, contact.last_location_at = m.location.lat, m.location.lng, now
+                if m.event == "subscribe" and contact.opted_out:
+                    contact.opted_out, contact.opted_out_at = False, None
+                elif m.event == "unsubscribe":
+                    contact.opted_out, contact.opted_out_at = True, now
+
+    def _locate_from_contact(self, report: Report, contact: Contact | None, now: datetime) -> None:
+        """A report without a location takes the resident's recent reported position, if any."""
+        if contact is None or report.location_lat is not None or report.location_address:
+            return
+        max_age = timedelta(seconds=self.settings.contact_location_max_age_s)
+        seen = contact.last_location_at
+        if seen is None or contact.last_lat is None or contact.last_lng is None or now - seen > max_age:
+            return
+        report.location_lat, report.location_lng = contact.last_lat, contact.last_lng
+        report.location_source = str(LocationSource.GPS)
 
     async def _duplicate(self, s: AsyncSession, first: InboundMessage) -> _Outcome:
         row = await s.scalar(
@@ -267,6 +336,7 @@ class Pipeline:
                 content_type=ref.content_type,
                 size=ref.size,
                 state="stored" if ref.sha256 else "pending",
+                created_at=self.clock(),
             )
             s.add(row)
             await s.flush()
@@ -303,7 +373,8 @@ class Pipeline:
 
     async def sweep(self) -> int:
         """Re-enqueue what a crash or restart may have dropped: expired drafts, unclassified reports,
-        unsent notifications. Tasks are idempotent, so a second copy of a live task is harmless."""
+        unsent notifications, media not yet downloaded. Tasks are idempotent, so a second copy of a
+        live task is harmless."""
         now = self.clock()
         stuck_before = now - timedelta(seconds=self.settings.stuck_after_s)
         async with self.db.session() as s:
@@ -321,6 +392,9 @@ class Pipeline:
                     )
                 )
             ).all()
+            unfetched = (
+                await s.scalars(select(Media.id).where(Media.state == "pending", Media.created_at <= stuck_before))
+            ).all()
             unsent = (
                 await s.scalars(
                     select(Notification.id).where(
@@ -334,7 +408,12 @@ class Pipeline:
             await self.runner.enqueue("classify_report", rid)
         for nid in unsent:
             await self.runner.enqueue("notify", nid)
-        return len(expired) + len(stuck) + len(unsent)
+        for mid in unfetched:
+            await self.runner.enqueue("fetch_media", mid)
+        extra = 0
+        for sweeper in self.sweepers:
+            extra += await sweeper()
+        return len(expired) + len(stuck) + len(unsent) + len(unfetched) + extra
 
     # ------------------------------------------------------------------ classification
 
@@ -463,14 +542,14 @@ def _message_row(m: InboundMessage, report_id: int | None) -> Message:
     )
 
 
-def _reply_for(report: Report, outcome: _Outcome, complete: bool) -> str:
+def _reply_for(report: Report, outcome: _Outcome, complete: bool, fresh: Sequence[InboundMessage] = ()) -> str:
     case = report.case_number
     if complete:
         return replies.RECEIVED_WEB.format(case=case)
     if outcome.closed:
         return replies.SUBMITTED.format(case=case)
     if not report.text:
-        return replies.ASK_DESCRIPTION_AND_LOCATION
+        return replies.ask_description([str(m.kind) for m in fresh])
     if report.location_lat is None and not report.location_address:
         return replies.ASK_LOCATION.format(case=case)
     return replies.GOT_MORE.format(case=case)

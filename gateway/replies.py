@@ -21,6 +21,39 @@ RECEIVED_WEB = "您的诉求已受理，案件编号 {case}。可凭编号查询
 DUPLICATE = "该消息已收到，案件编号 {case}，无需重复发送。"
 NOTHING_OPEN = "目前没有待提交的反映。请先发送照片或文字描述问题。"
 
+# Chat channels (WeChat first): what the passive reply says after a first message without text.
+ASK_DESCRIPTION_AFTER_MEDIA = "已收到{what}。请用一句话描述问题，并发送位置（点“+”选择“位置”）。"
+ASK_DESCRIPTION_AFTER_LOCATION = "已收到位置。请用一句话描述问题，也可以再发几张照片。"
+UNSUPPORTED = "暂不支持这类消息。请发送文字、照片、语音或位置来反映问题。"
+_MEDIA_WORDS = {"image": "照片", "voice": "语音", "video": "视频"}
+
+
+def ask_description(kinds: list[str]) -> str:
+    """Ask for the description (and the location) after a photo, voice note, video or location."""
+    if kinds and all(k == "location" for k in kinds):
+        return ASK_DESCRIPTION_AFTER_LOCATION
+    what = next((_MEDIA_WORDS[k] for k in kinds if k in _MEDIA_WORDS), "照片")
+    return ASK_DESCRIPTION_AFTER_MEDIA.format(what=what)
+
+
+# SMS keywords (channels/sms.py turns them into events): short, one segment where possible.
+SMS_OPTED_OUT = "您已退订，将不再收到本号码的短信。如需恢复，请回复“订阅”。"
+SMS_OPTED_IN = "您已恢复订阅，案件进展会通过短信通知您。回复“退订”可退订。"
+SMS_HELP = "城市随手拍：直接发送问题描述和地点即可反映，回复“提交”结束本次反映；回复“退订”不再接收短信。"
+
+# Events that get a passive reply, by channel; the others (unfollow, menu views, location
+# reports) get none. A channel's own table comes first, then the common one.
+EVENT_REPLIES: dict[str, dict[str, str]] = {
+    "*": {"subscribe": WELCOME, "unsupported": UNSUPPORTED},
+    "sms": {"unsubscribe": SMS_OPTED_OUT, "subscribe": SMS_OPTED_IN, "help": SMS_HELP},
+}
+
+
+def event_reply(events: list[str], channel: str = "*") -> str | None:
+    tables = (EVENT_REPLIES.get(channel, {}), EVENT_REPLIES["*"])
+    return next((t[e] for e in events for t in tables if e in t), None)
+
+
 STATUS_NEWS: dict[str, str] = {
     Status.READY: "案件 {case} 已受理，正在转交相关部门。",
     Status.NEEDS_REVIEW: "案件 {case} 已受理，工作人员正在核实分类。",
@@ -32,6 +65,28 @@ STATUS_NEWS: dict[str, str] = {
     Status.REJECTED: "很抱歉，案件 {case} 未予受理：{note}",
     Status.MERGED: "您反映的问题已并入案件 {note}一并处理，感谢反映。",
 }
+
+
+# Evaluation (统一评价): the answer to a 1-5 digit reply after `resolved`, and the web rating page.
+RATING_THANKS = "感谢您对案件 {case} 的评价（{score}分）！"
+RATING_THANKS_LOW = "感谢您对案件 {case} 的评价（{score}分），我们会督促相关部门改进。"
+RATING_NOT_YET = "案件 {case} 尚未处理完毕，处理完毕后再请您评价。"
+RATING_BAD_LINK = "评价链接无效或已过期。"
+DISPATCHED_TO = "已转交{department}"
+
+
+def rating_thanks(case: str, score: int) -> str:
+    return (RATING_THANKS_LOW if score <= 2 else RATING_THANKS).format(case=case, score=score)
+
+
+# Reasons a moderator picks when rejecting a report (the console); the resident reads them after
+# "未予受理：". A moderator may also write their own.
+REJECT_REASONS = (
+    "反映内容不清楚，无法核实，请补充具体地点和问题后重新反映",
+    "不属于本平台受理范围，请拨打12345热线咨询",
+    "该问题已由其他部门依法处理完毕",
+    "涉及紧急警情，请直接拨打110、119或120",
+)
 
 
 def status_news(status: str, case: str, note: str | None = None) -> str | None:

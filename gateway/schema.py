@@ -152,15 +152,23 @@ def report_json(r: ReportRow, *, public_url: str = "", private: bool = False, hi
                 "action": h.action,
                 "from_status": h.from_status,
                 "to_status": h.to_status,
-                "note": h.note,
+                "note": h.note if private or h.to_status in PUBLIC_NOTES else None,
             }
             for h in r.history
         ]
     return out
 
 
+# Notes a resident may read: why a case was rejected, how it was resolved. Other notes (the
+# classifier's explanation, dispatch's working notes) stay internal.
+PUBLIC_NOTES = frozenset({"rejected", "resolved", "closed"})
+
+
 def _public_actor(actor: str) -> str:
-    return actor if actor in ("system", "dispatch") or actor.startswith("moderator") else "resident"
+    """Roles, not names: a moderator's account name is not for the public."""
+    if actor in ("system", "dispatch"):
+        return actor
+    return "moderator" if actor.startswith("moderator") else "resident"
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

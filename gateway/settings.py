@@ -6,6 +6,10 @@ is required by another (a dispatch URL needs its secret) fails at start-up namin
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
+import secrets
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -48,6 +52,8 @@ class Settings(BaseSettings):
     sweep_interval_s: float = 30.0  # how often stuck reports are re-enqueued
     stuck_after_s: float = 60.0
     media_dir: Path | None = None  # default: <var_dir>/media
+    media_fetch_max_bytes: int = 20 << 20  # cap of one media download from a channel's API
+    contact_location_max_age_s: int = 600  # a LOCATION event this recent locates a new report
 
     # --- classification ---
     model_dir: Path | None = None  # default: the bundled model, trained from the seed corpus
@@ -61,19 +67,34 @@ class Settings(BaseSettings):
     wechat_app_secret: SecretStr | None = None
     wechat_api_base: str = "https://api.weixin.qq.com/cgi-bin/"
     wechat_timestamp_window_s: int = 300
+    wechat_template_id: str | None = None  # template message for news outside the 48 h window
+    wechat_template_fields: str = ""  # JSON {"template key": "text|case_number|time"}; see channels/wechat.py
+    wechat_template_url: str | None = None  # link of the template message; {case} is replaced
+    wechat_accounts: SecretStr | None = None  # JSON {"name": {"token": ..., ...}}: extra accounts
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None
     twilio_from: str | None = None
     twilio_api_base: str | None = None
+    twilio_trust_forwarded: bool = False  # also check signatures against X-Forwarded-Proto/Host
     weibo_app_key: str | None = None
     weibo_app_secret: SecretStr | None = None
     weibo_access_token: SecretStr | None = None
     weibo_api_base: str = "https://api.weibo.com/2/"
+    weibo_reply_url: str = "https://m.api.weibo.com/2/messages/reply.json"  # fan-service reply API
+    weibo_media_url: str = "https://upload.api.weibo.com/2/mss/msget"  # fan-service media download
     open311_api_keys: str = ""
 
     # --- dispatch ---
     dispatch_url: AnyHttpUrl | None = None
     dispatch_secret: SecretStr | None = None
+    routing_table: Path | None = None  # YAML: category/district -> dispatch target (adapters/routing.py)
+    dispatch_timeout_s: float = 10.0
+    dispatch_max_attempts: int = 10  # then the delivery is dead-lettered (`gateway deliveries --dead`)
+    dispatch_backoff_base_s: float = 5.0  # exponential backoff with full jitter, doubled per attempt
+    dispatch_backoff_cap_s: float = 1800.0
+    dispatch_mask_pii: bool = True  # mask phone/ID numbers in the text handed to dispatch
+    dispatch_callback_window_s: int = 300  # accepted clock skew of a callback's timestamp
+    rating_window_s: int = 7 * 86400  # a digit reply this long after `resolved` is a rating
 
     @field_validator("case_prefix")
     @classmethod
@@ -137,3 +158,27 @@ def describe(settings: Settings) -> dict[str, object]:
             value = "***" if value.get_secret_value() else ""
         out[f"{ENV_PREFIX}{name.upper()}"] = str(value) if isinstance(value, Path) else value
     return out
+
+
+def signing_key(settings: Settings, purpose: str) -> bytes:
+    """A key for signing ``purpose`` (cookies, rating links), derived from GATEWAY_SECRET_KEY.
+
+    Production requires the secret key. In development, when it is unset, a random key is made
+    once and kept in ``<var_dir>/secret.key`` (mode 0600), so links and sessions survive a restart.
+    """
+    if settings.secret_key is not None and settings.secret_key.get_secret_value():
+        root = settings.secret_key.get_secret_value().encode()
+    else:
+        root = _dev_key(Path(settings.var_dir) / "secret.key")
+    return hmac.new(root, purpose.encode(), hashlib.sha256).digest()
+
+
+def _dev_key(path: Path) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip().encode()
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()

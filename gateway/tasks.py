@@ -57,16 +57,34 @@ async def notify(ctx: TaskContext, notification_id: int) -> None:
     await send_notification(ctx, notification_id)
 
 
+async def fetch_media(ctx: TaskContext, media_id: int) -> None:
+    from gateway.mediafetch import fetch_media as download
+
+    await download(ctx, media_id)
+
+
+async def deliver_dispatch(ctx: TaskContext, delivery_id: int) -> None:
+    from gateway.outbox import deliver_dispatch as deliver
+
+    await deliver(ctx, delivery_id)
+
+
 # The explicit task table: name -> function. Queues group them for Celery workers.
 TASKS: dict[str, TaskFn] = {
     "classify_report": classify_report,
     "close_session": close_session,
     "notify": notify,
+    "deliver_dispatch": deliver_dispatch,
+    "deliver_dispatch_urgent": deliver_dispatch,  # P1: its own queue, so a backlog never delays it
+    "fetch_media": fetch_media,
 }
 QUEUES: dict[str, str] = {
     "classify_report": "nlp",
     "close_session": "nlp",
     "notify": "send",
+    "deliver_dispatch": "dispatch",
+    "deliver_dispatch_urgent": "dispatch_urgent",
+    "fetch_media": "media",
 }
 MAX_ATTEMPTS = 8
 BACKOFF_BASE_S = 2.0
@@ -125,7 +143,9 @@ class InProcessRunner:
                 raise
             except Retry as exc:
                 wait = exc.delay if exc.delay is not None else backoff(attempt)
-                log.info("task retry", extra={"task": name, "task_args": args, "attempt": attempt + 1, "reason": str(exc)})
+                log.info(
+                    "task retry", extra={"task": name, "task_args": args, "attempt": attempt + 1, "reason": str(exc)}
+                )
             except Exception as exc:
                 wait = backoff(attempt)
                 log.exception("task failed", extra={"task": name, "task_args": args, "attempt": attempt + 1})

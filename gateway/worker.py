@@ -64,6 +64,7 @@ async def _build_context(settings: Settings, celery_app: Celery) -> task_table.T
     from aiohttp import ClientSession, ClientTimeout
 
     import channels
+    from gateway import outbox, ratings
     from gateway.app import make_classifier
     from gateway.channel_routes import load_accounts
     from gateway.db import Database
@@ -75,6 +76,8 @@ async def _build_context(settings: Settings, celery_app: Celery) -> task_table.T
     pipeline = Pipeline(db, settings, runner, make_classifier(settings))
     chans = {name: cls() for name, cls in channels.load_channels().items()}
     pipeline.outbound_channels = frozenset(n for n, c in chans.items() if c.can_send)
+    outbox.install(pipeline)  # the worker moves reports to ready too (classification)
+    ratings.install(pipeline)
     http = ClientSession(timeout=ClientTimeout(total=30))
     return task_table.TaskContext(
         pipeline=pipeline,
@@ -122,7 +125,8 @@ def _register(app: Celery, settings: Settings, name: str) -> None:
                 countdown=task_table.backoff(self.request.retries), max_retries=task_table.MAX_ATTEMPTS
             ) from exc
 
-    app.task(name=f"gateway.{name}", bind=True, queue=task_table.QUEUES.get(name, "default"))(run)
+    # shared=False: each app (one per test, one per process in production) keeps its own tasks.
+    app.task(name=f"gateway.{name}", bind=True, shared=False, queue=task_table.QUEUES.get(name, "default"))(run)
 
 
 def queues() -> list[str]:

@@ -1,18 +1,21 @@
-"""The fast default backend: sparse word and character n-grams with a linear model.
+"""The fast default backend: sparse character n-grams (optionally jieba words) with a linear model.
 
-Features (``Featurizer``), computed on ``segment.normalize``-d text:
+Features (``Featurizer``), computed on ``segment.normalize``-d text without spaces:
 
-- word unigrams of the jieba tokens (domain dictionary from the taxonomy, stop
-  words and punctuation dropped), TF-IDF with sublinear term frequency;
-- character n-grams of the normalized text without spaces, TF-IDF, sublinear.
+- character 1-2-grams of the first ``max_char_chars`` characters, TF-IDF with sublinear term
+  frequency (``ngrams.CharNgramVectorizer``: numpy over the whole batch, no Python loop per
+  character);
+- the same n-grams of the first ``head_chars`` characters (the title, or the first sentence of
+  a message), as a second block weighted ``head_weight``: what a report opens with says what it
+  is about;
+- optionally (``word_weight`` > 0) jieba word unigrams of the first ``max_seg_chars`` characters
+  (domain dictionary from the taxonomy, stop words and punctuation dropped). Off by default:
+  on the 7-class 12345 data they add nothing over character bigrams (cross-validated macro-F1
+  0.9196 with, 0.9197 without) and cost three quarters of the classification time.
 
-Long texts are cut for speed: only the first ``max_seg_chars`` characters are segmented and the
-first ``max_char_chars`` feed the character n-grams (a web complaint says what it is about in
-its title and first sentences; the rest mostly adds time and cost).
-
-The model is a one-vs-rest linear SVM (``LinearSVC``); its decision scores are turned into
-probabilities by a softmax whose temperature is fitted on held-out data (see ``train``).
-Model files are pickles: a model directory is a trusted artefact, like code.
+The model is a one-vs-rest linear SVM (``LinearSVC``, balanced class weights); its decision scores
+are turned into probabilities by a softmax whose temperature is fitted on held-out data (see
+``train``). Model files are pickles: a model directory is a trusted artefact, like code.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
+from .ngrams import CharNgramVectorizer
 from .segment import Segmenter, get_segmenter
 
 MODEL_FILE = "linear.pkl"
@@ -34,18 +38,21 @@ MODEL_FILE = "linear.pkl"
 @dataclass
 class FeatureParams:
     word_ngrams: tuple[int, int] = (1, 1)
-    char_ngrams: tuple[int, int] = (1, 3)
+    char_ngrams: tuple[int, int] = (1, 2)
     word_min_df: int = 1
     char_min_df: int = 2
     max_seg_chars: int = 400
     max_char_chars: int = 600
     char_weight: float = 1.0
-    word_weight: float = 1.0
+    word_weight: float = 0.0  # > 0 adds jieba word unigrams (slow: jieba is ~4x the rest of classify)
+    head_chars: int = 20  # a second character n-gram block over the first characters (the title)
+    head_weight: float = 0.7  # 0 turns the head block off
 
 
 @dataclass
 class LinearParams:
-    C: float = 0.7
+    C: float = 2.0
+    class_weight: str | None = "balanced"
     features: FeatureParams = field(default_factory=FeatureParams)
 
 
@@ -55,6 +62,7 @@ class Featurizer:
         self.domain_words = tuple(sorted(set(domain_words)))
         self.word_vec: Any = None
         self.char_vec: Any = None
+        self.head_vec: CharNgramVectorizer | None = None
         self._names: np.ndarray | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -66,46 +74,61 @@ class Featurizer:
     def segmenter(self) -> Segmenter:
         return get_segmenter(self.domain_words)
 
-    def prepare(self, normalized: Sequence[str]) -> tuple[list[str], list[str]]:
-        """Word and character views of normalized texts."""
+    @property
+    def uses_words(self) -> bool:
+        return self.params.word_weight > 0
+
+    def _words(self, normalized: Sequence[str]) -> list[str]:
         seg = self.segmenter
-        p = self.params
-        words = [" ".join(seg.cut(t[: p.max_seg_chars])) for t in normalized]
-        chars = [t[: p.max_char_chars].replace(" ", "") for t in normalized]
-        return words, chars
+        n = self.params.max_seg_chars
+        return [" ".join(seg.cut(t[:n])) for t in normalized]
 
     def fit_transform(self, normalized: Sequence[str]) -> sparse.csr_matrix:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         p = self.params
+        self.char_vec = CharNgramVectorizer(p.char_ngrams[0], p.char_ngrams[1], p.max_char_chars, p.char_min_df)
+        xc = self.char_vec.fit_transform(normalized)
+        if p.head_weight > 0 and p.head_chars > 0:
+            self.head_vec = CharNgramVectorizer(p.char_ngrams[0], p.char_ngrams[1], p.head_chars, p.char_min_df)
+            xc = sparse.hstack([xc, self.head_vec.fit_transform(normalized) * p.head_weight], format="csr")
+        if not self.uses_words:
+            return self._stack(None, xc)
         self.word_vec = TfidfVectorizer(
             token_pattern=r"\S+",  # noqa: S106 - a regex, not a password
             lowercase=False, ngram_range=p.word_ngrams, sublinear_tf=True,
             min_df=p.word_min_df, dtype=np.float32,
         )
-        self.char_vec = TfidfVectorizer(
-            analyzer="char", lowercase=False, ngram_range=p.char_ngrams, sublinear_tf=True,
-            min_df=p.char_min_df, dtype=np.float32,
-        )
-        words, chars = self.prepare(normalized)
-        xw = self.word_vec.fit_transform(words)
-        xc = self.char_vec.fit_transform(chars)
-        return self._stack(xw, xc)
+        return self._stack(self.word_vec.fit_transform(self._words(normalized)), xc)
 
     def transform(self, normalized: Sequence[str]) -> sparse.csr_matrix:
-        words, chars = self.prepare(normalized)
-        return self._stack(self.word_vec.transform(words), self.char_vec.transform(chars))
+        if isinstance(self.char_vec, CharNgramVectorizer):
+            xc = self.char_vec.transform(normalized)
+        else:  # a model pickled with sklearn's char vectorizer (code version 1)
+            n = self.params.max_char_chars
+            xc = self.char_vec.transform([t[:n].replace(" ", "") for t in normalized])
+        head = getattr(self, "head_vec", None)  # absent in models pickled before the head block
+        if head is not None:
+            xc = sparse.hstack([xc, head.transform(normalized) * self.params.head_weight], format="csr")
+        xw = self.word_vec.transform(self._words(normalized)) if self.word_vec is not None else None
+        return self._stack(xw, xc)
 
-    def _stack(self, xw: sparse.spmatrix, xc: sparse.spmatrix) -> sparse.csr_matrix:
+    def _stack(self, xw: sparse.spmatrix | None, xc: sparse.csr_matrix) -> sparse.csr_matrix:
         p = self.params
+        if xw is None:
+            return xc * p.char_weight if p.char_weight != 1.0 else xc
         return sparse.hstack([xw * p.word_weight, xc * p.char_weight], format="csr")
 
     @property
     def feature_names(self) -> np.ndarray:
         if self._names is None:
-            self._names = np.concatenate(
-                [self.word_vec.get_feature_names_out(), self.char_vec.get_feature_names_out()]
-            )
+            parts = [self.char_vec.get_feature_names_out()]
+            head = getattr(self, "head_vec", None)
+            if head is not None:
+                parts.append(head.get_feature_names_out())
+            if self.word_vec is not None:
+                parts.insert(0, self.word_vec.get_feature_names_out())
+            self._names = np.concatenate(parts)
         return self._names
 
 
@@ -141,9 +164,16 @@ class LinearBackend:
         if len(idx) == 0:
             return []
         contrib = x.data[start:end] * self.coef[label_idx, idx]
-        order = np.argsort(-contrib)[:k]
+        order = np.argsort(-contrib)
         names = self.featurizer.feature_names
-        return [str(names[idx[i]]) for i in order if contrib[i] > 0]
+        out: list[str] = []
+        for i in order:  # the head block repeats n-grams of the body: name each once
+            if contrib[i] <= 0 or len(out) == k:
+                break
+            name = str(names[idx[i]])
+            if name not in out:
+                out.append(name)
+        return out
 
     def save(self, model_dir: Path) -> None:
         with open(model_dir / MODEL_FILE, "wb") as fh:
@@ -158,10 +188,12 @@ class LinearBackend:
         return obj
 
 
-def _fit_svm(x: sparse.csr_matrix, y: np.ndarray, n_labels: int, C: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _fit_svm(
+    x: sparse.csr_matrix, y: np.ndarray, n_labels: int, C: float, seed: int, class_weight: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.svm import LinearSVC
 
-    clf = LinearSVC(C=C, random_state=seed, max_iter=5000, dual=True)
+    clf = LinearSVC(C=C, random_state=seed, max_iter=5000, dual=True, class_weight=class_weight)
     clf.fit(x, y)
     coef = np.zeros((n_labels, x.shape[1]), dtype=np.float32)
     intercept = np.full(n_labels, -10.0, dtype=np.float32)
@@ -195,14 +227,14 @@ def train_linear(
     say("features")
     x = feat.fit_transform(normalized)
     say("fit")
-    coef, intercept = _fit_svm(x, y, len(labels), params.C, seed)
+    coef, intercept = _fit_svm(x, y, len(labels), params.C, seed, params.class_weight)
     backend = LinearBackend(feat, coef, intercept, labels)
     oof = None
     if cv_folds >= 2:
         oof = np.zeros((len(y), len(labels)), dtype=np.float32)
         for k, (tr, te) in enumerate(_folds(y, cv_folds, seed, groups)):
             say(f"cross-validation fold {k + 1}/{cv_folds}")
-            c, b = _fit_svm(x[tr], y[tr], len(labels), params.C, seed)
+            c, b = _fit_svm(x[tr], y[tr], len(labels), params.C, seed, params.class_weight)
             oof[te] = np.asarray(x[te] @ c.T) + b
     return backend, oof
 

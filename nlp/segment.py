@@ -60,8 +60,7 @@ def _traditional_chars() -> frozenset[str]:
 
 
 def to_simplified(text: str) -> str:
-    chars = _traditional_chars()
-    if not any(ch in chars for ch in text):
+    if _traditional_chars().isdisjoint(text):  # C-level scan: most texts need no conversion
         return text
     from zhconv import convert
 
@@ -79,7 +78,8 @@ def normalize(text: str) -> str:
     text = _MOBILE_RE.sub(f" {PHONE} ", text)
     text = _LANDLINE_RE.sub(f" {PHONE} ", text)
     text = _LONGNUM_RE.sub(f" {NUM} ", text)
-    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    if not text.isprintable():  # rare: control/format characters (or tabs, newlines) present
+        text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
     text = to_simplified(text)
     text = _SPACE_BETWEEN_CJK_RE.sub("", text)
     return _SPACES_RE.sub(" ", text).strip()

@@ -20,7 +20,7 @@ from .model import LabelSpace, write_meta
 from .segment import normalize
 from .taxonomy import Taxonomy
 
-CODE_VERSION = "1"  # bump when features or training change in a way that invalidates models
+CODE_VERSION = "2"  # bump when features or training change in a way that invalidates models
 
 
 def _progress(enabled: bool):  # noqa: ANN202 - small local helper
@@ -37,6 +37,13 @@ def _normalize_all(texts: Sequence[str], progress: bool, desc: str) -> list[str]
 
         return [normalize(t) for t in tqdm(texts, desc=desc, unit="text", mininterval=0.5)]
     return [normalize(t) for t in texts]
+
+
+def _cal_source(backend: str, has_dev: bool, cv_folds: int) -> str:
+    if backend != "linear":
+        return "dev" if has_dev else "held-out 10%"
+    cv = f"{cv_folds}-fold cross-validation" if cv_folds >= 2 else ""
+    return " + ".join(x for x in (cv, "dev" if has_dev else "") if x) or "none"
 
 
 def data_fingerprint(texts: Sequence[str], labels: Sequence[str], extra: Any = None) -> str:
@@ -71,10 +78,11 @@ def train_model(
 ) -> dict[str, Any]:
     """Train a model into ``out_dir`` (replaced if it exists) and return its metadata.
 
-    Calibration (the softmax temperature) and the per-category thresholds are fitted on
-    ``dev_texts`` when given, else on out-of-fold predictions of ``cv_folds``-fold cross
-    validation over the training data (linear backend; rows sharing a ``groups`` value stay in one
-    fold) or a held-out 10 % (transformer backend).
+    Calibration (the softmax temperature) and the per-category thresholds are fitted on held-out
+    scores. Linear backend: the out-of-fold scores of ``cv_folds``-fold cross validation over the
+    training data (rows sharing a ``groups`` value stay in one fold; ``cv_folds`` < 2 turns it
+    off) pooled with the full model's scores of ``dev_texts`` when given. Transformer backend:
+    ``dev_texts``, else a held-out 10 % of the training data.
     """
     if len(texts) != len(labels) or not texts:
         raise ValueError("need the same positive number of texts and labels")
@@ -122,18 +130,21 @@ def train_model(
         params_l = linear_params or LinearParams()
         norm = _normalize_all(texts, progress, "normalize")
         y = np.asarray([index[lb] for lb in labels])
-        use_cv = dev_texts is None and cv_folds >= 2
         model_backend, oof = train_linear(
-            norm, y, label_list, domain_words, params_l, seed=seed, cv_folds=cv_folds if use_cv else 0,
+            norm, y, label_list, domain_words, params_l, seed=seed, cv_folds=cv_folds,
             groups=groups, progress=say,
         )
+        # Held-out scores for calibration and thresholds: out-of-fold scores of the training data
+        # and the full model's scores of the dev data, pooled (more evidence, steadier thresholds).
+        parts: list[np.ndarray] = []
+        cal_gold = []
+        if oof is not None:
+            parts.append(oof)
+            cal_gold.extend(labels)
         if dev_texts is not None and dev_labels is not None:
-            cal_logits = model_backend.logits(_normalize_all(dev_texts, progress, "normalize dev"))[0]
-            cal_gold = list(dev_labels)
-        elif oof is not None:
-            cal_logits, cal_gold = oof, labels
-        else:
-            cal_logits, cal_gold = np.zeros((0, len(label_list))), []
+            parts.append(model_backend.logits(_normalize_all(dev_texts, progress, "normalize dev"))[0])
+            cal_gold.extend(dev_labels)
+        cal_logits = np.concatenate(parts) if parts else np.zeros((0, len(label_list)))
         params_dump = asdict(params_l)
         model_backend_kind = "linear"
     else:
@@ -157,7 +168,7 @@ def train_model(
     thr_arr = np.asarray([thresholds.get(p, default_threshold) for p in pred_names])
     cov, prec = coverage_at(conf, thr_arr, correct)
     cal_metrics = {
-        "source": "dev" if dev_texts is not None else ("cross-validation" if backend == "linear" else "held-out 10%"),
+        "source": _cal_source(backend, dev_texts is not None, cv_folds),
         "n": int(len(gold_group)),
         "top_level_accuracy": float(correct.mean()) if len(correct) else None,
         "ece": expected_calibration_error(conf, correct) if len(correct) else None,

@@ -112,16 +112,36 @@ def pg_database() -> Iterator[str]:
 
 
 async def _truncate_all(url: str) -> None:
+    """Empty every table. A connection a test leaked (idle in transaction) would block TRUNCATE
+    forever, so wait a little, then end such connections and say so."""
     from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from gateway.db import Base
 
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    await engine.dispose()
+    try:
+        for attempt in range(2):
+            try:
+                async with engine.begin() as conn:
+                    await conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+                    await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+                return
+            except DBAPIError:
+                if attempt:
+                    raise
+                async with engine.begin() as conn:
+                    ended = (await conn.execute(text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    ))).all()
+                import warnings
+
+                warnings.warn(f"a test left {len(ended)} PostgreSQL connection(s) open; ended them", stacklevel=1)
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture

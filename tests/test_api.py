@@ -184,3 +184,21 @@ async def test_history_is_appended_for_every_status_change(client, runner):
     ]
     assert media == 0
     assert json.dumps(rows[1].data)  # the classification's data is recorded
+
+
+async def test_public_history_hides_moderator_names_and_internal_notes(client, runner):
+    from gateway.db import History
+
+    resp = await client.post("/api/v1/reports", json={"text": "路灯不亮"})
+    case = (await resp.json())["case_number"]
+    await runner.idle()
+    pipeline = client.app[keys.PIPELINE]
+    async with pipeline.unit() as s:
+        report = await s.scalar(select(Report).where(Report.case_number == case))
+        s.add(History(report_id=report.id, actor="moderator:zhangsan", action="note", note="内部备注：疑似重复"))
+        await pipeline.transition(s, report, "rejected", "moderator:zhangsan", note="不属于受理范围")
+    data = await (await client.get(f"/api/v1/reports/{case}")).json()
+    actors = {h["actor"] for h in data["history"]}
+    notes = [h["note"] for h in data["history"] if h["note"]]
+    assert "moderator:zhangsan" not in actors and "moderator" in actors
+    assert notes == ["不属于受理范围"]  # the classifier's explanation and internal notes stay internal

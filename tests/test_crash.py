@@ -47,7 +47,7 @@ async def wait_up(session: aiohttp.ClientSession, base: str, proc: subprocess.Po
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited: {log.read_text(errors='replace')[-2000:]}")
+            raise AssertionError(f"server exited: {log.read_text(errors='replace')[-2000:]}")  # noqa: ASYNC240
         try:
             async with session.get(f"{base}/healthz") as resp:
                 if resp.status == 200:

@@ -34,9 +34,19 @@ class RecordingRunner:
 
 class FixedClassifier:
     def __init__(self, **kw: Any) -> None:
-        base = dict(code="0102", name="路灯与景观照明", parent="01", confidence=0.97, needs_review=False,
-                    priority="P3", urgent=False, model_version="test-1", set_by="model",
-                    candidates=[{"code": "01", "name": "市政公用设施", "confidence": 0.97}], explanation="路灯")
+        base = dict(
+            code="0102",
+            name="路灯与景观照明",
+            parent="01",
+            confidence=0.97,
+            needs_review=False,
+            priority="P3",
+            urgent=False,
+            model_version="test-1",
+            set_by="model",
+            candidates=[{"code": "01", "name": "市政公用设施", "confidence": 0.97}],
+            explanation="路灯",
+        )
         base.update(kw)
         self.result = Classification(**base)
 
@@ -53,8 +63,15 @@ class Clock:
 
 
 def msg(mid: str, kind: MessageKind = MessageKind.TEXT, text: str = "", sender: str = "wechat:o1", **kw: Any):
-    return InboundMessage(channel="wechat", channel_message_id=mid, sender=sender,
-                          received_at=datetime(2026, 11, 27, 2, 0, tzinfo=UTC), kind=kind, text=text, **kw)
+    return InboundMessage(
+        channel="wechat",
+        channel_message_id=mid,
+        sender=sender,
+        received_at=datetime(2026, 11, 27, 2, 0, tzinfo=UTC),
+        kind=kind,
+        text=text,
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -74,14 +91,17 @@ async def count(db: Database, model: Any) -> int:
 
 async def test_photo_text_location_stitch_into_one_report(env):
     pipeline, runner, _ = env
-    photo = await pipeline.intake([msg("m1", MessageKind.IMAGE, media=(MediaRef(MessageKind.IMAGE, provider_id="MID1"),))])
+    photo = await pipeline.intake(
+        [msg("m1", MessageKind.IMAGE, media=(MediaRef(MessageKind.IMAGE, provider_id="MID1"),))]
+    )
     assert photo.created and photo.session_open
     assert "描述" in photo.reply and "位置" in photo.reply  # asks for a description and a location
     text = await pipeline.intake([msg("m2", text="路灯坏了，晚上很黑")])
     assert text.case_number == photo.case_number and not text.created
     assert photo.case_number in text.reply and "位置" in text.reply
-    loc = await pipeline.intake([msg("m3", MessageKind.LOCATION,
-                                     location=Location(lat=22.6, lng=114.0, label="民治大道"))])
+    loc = await pipeline.intake(
+        [msg("m3", MessageKind.LOCATION, location=Location(lat=22.6, lng=114.0, label="民治大道"))]
+    )
     assert loc.case_number == photo.case_number
     assert runner.named("fetch_media") == [(1,)]
     assert runner.named("classify_report") == []  # still a draft
@@ -146,16 +166,29 @@ async def test_idle_draft_closes_after_the_window_and_is_classified(env):
     async with pipeline.db.session() as s:
         report = await s.get(Report, r.report_id)
         assert (report.category_code, report.category_set_by, report.category_model_version) == (
-            "0102", "model", "test-1")
+            "0102",
+            "model",
+            "test-1",
+        )
 
 
 async def test_sweep_recovers_expired_drafts_and_unclassified_reports(env):
     """A restart loses the in-memory timers; the sweeper finds the work in the database."""
     pipeline, runner, clock = env
     draft = await pipeline.intake([msg("m1", text="占道经营")])
-    web = await pipeline.intake([InboundMessage(channel="web", channel_message_id="w1", sender="web:1",
-                                                received_at=clock.now, kind=MessageKind.TEXT, text="违章停车",
-                                                complete=True)])
+    web = await pipeline.intake(
+        [
+            InboundMessage(
+                channel="web",
+                channel_message_id="w1",
+                sender="web:1",
+                received_at=clock.now,
+                kind=MessageKind.TEXT,
+                text="违章停车",
+                complete=True,
+            )
+        ]
+    )
     runner.calls.clear()
     assert await pipeline.sweep() == 0  # nothing is overdue yet
     clock.now += timedelta(seconds=400)
@@ -195,3 +228,13 @@ async def test_illegal_status_change_is_refused_and_leaves_no_history(env):
     async with pipeline.db.session() as s:
         assert (await s.get(Report, r.report_id)).status == "received"
         assert await s.scalar(select(func.count()).select_from(History)) == 1  # only "received"
+
+
+async def test_sweep_recovers_media_downloads_lost_in_a_crash(env):
+    pipeline, runner, clock = env
+    r = await pipeline.intake([msg("p1", MessageKind.IMAGE, media=(MediaRef(MessageKind.IMAGE, provider_id="M1"),))])
+    runner.calls.clear()
+    clock.now += timedelta(seconds=120)
+    await pipeline.sweep()
+    assert runner.named("fetch_media") == [(1,)]
+    assert r.session_open

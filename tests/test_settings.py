@@ -33,16 +33,31 @@ def test_secrets_never_print(monkeypatch):
     assert s.dispatch_secret.get_secret_value() == "s3cr3t-value"
 
 
-@pytest.mark.parametrize(("env", "named"), [
-    ({"GATEWAY_DISPATCH_URL": "https://d.example/x"}, "GATEWAY_DISPATCH_SECRET"),
-    ({"GATEWAY_ENV": "production"}, "GATEWAY_SECRET_KEY"),
-    ({"GATEWAY_CASE_PREFIX": "zw1"}, "GATEWAY_CASE_PREFIX"),
-    ({"GATEWAY_PORT": "eighty"}, "GATEWAY_PORT"),
-    ({"GATEWAY_DATABASE_URL": "mysql://x"}, "GATEWAY_DATABASE_URL"),
-])
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"GATEWAY_DISPATCH_URL": "https://d.example/x"}, "GATEWAY_DISPATCH_SECRET"),
+        ({"GATEWAY_ENV": "production"}, "GATEWAY_SECRET_KEY"),
+        ({"GATEWAY_CASE_PREFIX": "zw1"}, "GATEWAY_CASE_PREFIX"),
+        ({"GATEWAY_PORT": "eighty"}, "GATEWAY_PORT"),
+        ({"GATEWAY_DATABASE_URL": "mysql://x"}, "GATEWAY_DATABASE_URL"),
+    ],
+)
 def test_bad_configuration_fails_naming_the_variable(monkeypatch, env, named):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     with pytest.raises(SettingsError) as err:
         load_settings(_env_file=None)
     assert named in str(err.value)
+
+
+def test_signing_keys_are_per_purpose_and_the_dev_key_persists(tmp_path):
+    from gateway.settings import signing_key
+
+    dev = Settings(_env_file=None, var_dir=tmp_path)
+    first = signing_key(dev, "console-session")
+    assert first == signing_key(Settings(_env_file=None, var_dir=tmp_path), "console-session")  # survives restart
+    assert first != signing_key(dev, "rating-link")
+    assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
+    prod = Settings(_env_file=None, var_dir=tmp_path, env="production", secret_key="k" * 32)
+    assert signing_key(prod, "console-session") != first

@@ -32,3 +32,21 @@ def test_thresholds_meet_target_on_their_data():
 def test_unreachable_target_means_review_everything():
     th, glob = choose_thresholds(np.array([0.9] * 20), ["a"] * 20, np.zeros(20, bool), 0.97)
     assert th["a"] > 1 and glob > 1
+
+
+def test_reliable_class_routes_more_and_overall_precision_holds():
+    rng = np.random.default_rng(2)
+    n = 4000
+    conf = rng.uniform(0.4, 1, n)
+    pred = np.where(rng.uniform(0, 1, n) < 0.5, "good", "bad")
+    p_correct = np.where(pred == "good", np.minimum(1, conf + 0.15), conf - 0.2)
+    correct = rng.uniform(0, 1, n) < p_correct
+    th, _ = choose_thresholds(conf, pred, correct, 0.95)
+    assert th["good"] < th["bad"]
+    cov, prec = coverage_at(conf, np.array([th[p] for p in pred]), correct)
+    assert prec >= 0.95 and cov > 0.2
+    # a fresh sample of the same process: the thresholds generalise
+    conf2 = rng.uniform(0.4, 1, n)
+    pc2 = np.where(pred == "good", np.minimum(1, conf2 + 0.15), conf2 - 0.2)
+    correct2 = rng.uniform(0, 1, n) < pc2
+    assert coverage_at(conf2, np.array([th[p] for p in pred]), correct2)[1] >= 0.94

@@ -47,7 +47,7 @@ def test_train_evaluate_classify_csv(tmp_path, data_csv, capsys):
     info = json.loads(stdout.strip().splitlines()[-1])
     meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
     assert info["version"] == meta["version"] and meta["seed"] == 3
-    assert meta["calibration"]["source"] == "dev"  # split column picked up
+    assert meta["calibration"]["source"] == "5-fold cross-validation + dev"  # split column picked up
     assert meta["taxonomy_sha256"] and meta["train"]["n"] == sum(1 for i in range(32) if i % 4)
 
     rc, stdout, _ = run(["evaluate", str(out), str(data_csv), "--text-col", "content", "--label-col", "cat"], capsys)
@@ -80,7 +80,8 @@ def test_jsonl_and_separate_dev(tmp_path, capsys):
                       "--target-precision", "0.9"], capsys)
     assert rc == 0, err
     meta = json.loads((tmp_path / "m" / "meta.json").read_text(encoding="utf-8"))
-    assert meta["target_precision"] == 0.9 and meta["calibration"]["n"] == len(ROWS)
+    # held-out scores: the training rows' out-of-fold scores pooled with the dev rows
+    assert meta["target_precision"] == 0.9 and meta["calibration"]["n"] == 2 * len(ROWS)
     rc, stdout, _ = run(["evaluate", str(train), "--model", str(tmp_path / "m"), "--report-dir", str(tmp_path / "r")],
                         capsys)
     assert rc == 0 and json.loads(stdout.strip().splitlines()[-1])["accuracy"] == 1.0

@@ -1,0 +1,143 @@
+"""SMS and MMS (channel ``sms``), one account per provider account: ``/channels/sms/twilio``.
+
+What every SMS provider shares lives here: numbers in E.164 (senders are ``tel:+...``), the
+opt-out keywords (STOP/UNSUBSCRIBE/退订, START/订阅, HELP/帮助) parsed into ``event`` messages
+``unsubscribe`` / ``subscribe`` / ``help``, which the core records on the resident's ``Contact``
+(``Pipeline._note_events``: the ``notify`` task then sends nothing to an opted-out number), and
+the choice of provider per account (``channels/sms_providers.py``). Delivery callbacks are
+served by ``gateway/sms_routes.py``. Several SMS from one number
+within the session window are stitched into one report by the core, as for WeChat.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from channels.base import Account, BaseChannel, RawRequest, RawResponse, Reply
+from channels.errors import BadPayload, ChannelMisconfigured, SendRejected
+from channels.sms_providers import PROVIDERS, SmsProvider, SmsStatus, media_kind
+from gateway.models import InboundMessage, MediaRef, MessageKind, OutboundMessage, SendResult
+
+# Twilio's default opt-out keywords plus the Chinese ones residents use.
+# https://help.twilio.com/articles/223134027 (Twilio support for opt-out keywords)
+KEYWORDS: dict[str, str] = {
+    **dict.fromkeys(
+        ("stop", "stopall", "unsubscribe", "cancel", "end", "quit", "退订", "td", "取消订阅"), "unsubscribe"
+    ),
+    **dict.fromkeys(("start", "yes", "unstop", "订阅", "恢复"), "subscribe"),
+    **dict.fromkeys(("help", "info", "帮助"), "help"),
+}
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_CN_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+
+
+def e164(number: str) -> str | None:
+    """A phone number in E.164, or None; bare mainland mobiles get +86."""
+    cleaned = re.sub(r"[\s\-().]", "", number or "")
+    if cleaned.startswith("00"):
+        cleaned = "+" + cleaned[2:]
+    if _CN_MOBILE.match(cleaned):
+        cleaned = "+86" + cleaned
+    return cleaned if _E164.match(cleaned) else None
+
+
+def keyword_event(text: str) -> str | None:
+    return KEYWORDS.get(text.strip().strip("。.!！").lower())
+
+
+class SmsChannel(BaseChannel):
+    name: ClassVar[str] = "sms"
+    can_send: ClassVar[bool] = True
+    max_body_bytes: ClassVar[int] = 64 * 1024  # Twilio form posts are a few KB even with 10 media
+
+    def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    @classmethod
+    def accounts(cls, settings: Mapping[str, Any]) -> dict[str, Account]:
+        """The Twilio account from ``GATEWAY_TWILIO_*``; a mainland provider adds its own here."""
+        found: dict[str, Account] = {}
+        if settings.get("twilio_account_sid") and settings.get("twilio_auth_token"):
+            public = str(settings.get("public_url") or "").rstrip("/")
+            found["twilio"] = Account(
+                "twilio",
+                {
+                    "provider": "twilio",
+                    "account_sid": settings["twilio_account_sid"],
+                    "auth_token": _secret(settings["twilio_auth_token"]),
+                    "from_number": settings.get("twilio_from"),
+                    "api_base": settings.get("twilio_api_base"),
+                    "trust_forwarded": bool(settings.get("twilio_trust_forwarded")),
+                    "status_callback": f"{public}/channels/sms/twilio/status" if public else None,
+                },
+                secret_fields=("auth_token",),
+            )
+        return found
+
+    def provider(self, acct: Account) -> SmsProvider:
+        provider = PROVIDERS.get(acct.get("provider", acct.name))
+        if provider is None:
+            raise ChannelMisconfigured(f"unknown SMS provider for account {acct.name!r}")
+        return provider
+
+    def verify(self, req: RawRequest, acct: Account) -> None:
+        self.provider(acct).verify(req, acct)
+
+    def parse(self, req: RawRequest, acct: Account) -> list[InboundMessage]:
+        inbound = self.provider(acct).parse_inbound(req, acct)
+        sender = e164(inbound.sender)
+        if sender is None:
+            raise BadPayload("sender is not a phone number", fields={"From": "not an E.164 number"})
+        event = keyword_event(inbound.text) if not inbound.media else None
+        media = tuple(
+            MediaRef(kind=media_kind(m.content_type), provider_id=m.url, url=m.url, content_type=m.content_type)
+            for m in inbound.media
+        )
+        if event:
+            kind = MessageKind.EVENT
+        elif media:
+            kind = media[0].kind
+        else:
+            kind = MessageKind.TEXT
+        return [
+            InboundMessage(
+                channel=self.name,
+                channel_message_id=inbound.message_id,
+                sender=f"tel:{sender}",
+                received_at=self.clock(),
+                kind=kind,
+                text="" if event else inbound.text,
+                media=media,
+                event=event,
+                account=acct.name,
+                raw=inbound.raw,
+            )
+        ]
+
+    def parse_status(self, req: RawRequest, acct: Account) -> SmsStatus:
+        return self.provider(acct).parse_status(req, acct)
+
+    def ack(self, req: RawRequest, acct: Account, msgs: Sequence[InboundMessage], reply: Reply) -> RawResponse:
+        """TwiML (or the provider's equivalent) carrying the core's reply (keyword answers included)."""
+        return self.provider(acct).ack(reply.text)
+
+    def send(self, msg: OutboundMessage, acct: Account) -> SendResult:
+        to = e164(msg.recipient.removeprefix("tel:"))
+        if to is None:
+            raise SendRejected(f"not a phone number: {msg.recipient[:40]!r}")
+        return self.provider(acct).send(to, msg.text, acct)
+
+    def fetch_media(self, ref: MediaRef, acct: Account) -> tuple[bytes, str]:
+        """``SupportsMediaFetch`` (gateway/mediafetch.py): the MediaUrl, with the account's credentials."""
+        url = ref.provider_id or ref.url
+        if not url:
+            raise SendRejected("media without a URL")
+        return self.provider(acct).fetch_media(url, acct)
+
+
+def _secret(value: Any) -> Any:
+    getter = getattr(value, "get_secret_value", None)
+    return getter() if getter else value

@@ -1,0 +1,219 @@
+"""Weibo fan-service platform (粉丝服务平台), developer mode: ``GET|POST /channels/weibo``.
+
+- URL verification and every push carry ``signature``, ``timestamp`` and ``nonce`` in the
+  query: ``signature = sha1("".join(sorted([app_secret, timestamp, nonce])))``; the GET answers
+  ``echostr``. The JSON body itself is not signed (消息推送服务, open.weibo.com/wiki/消息推送服务).
+- Pushes (接收普通消息 / 接收事件推送) are JSON: ``type`` text | position | image | voice |
+  event (``data.subtype`` follow, unfollow, subscribe, unsubscribe, click, ...). They carry no
+  message id, so the message id is built from sender, ``created_at`` and a hash of the content.
+- Images and voice arrive as file ids (``data.tovfid`` is the receiver's copy) fetched later
+  through ``mss/msget``; a passive reply (被动回复) is a JSON body on the push's response, and
+  news goes through the reply API (``messages/reply.json``), which Weibo accepts only within
+  48 h of the resident's last message (the API refuses otherwise; we map that to SendRejected).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import requests
+
+from channels.base import Account, BaseChannel, RawRequest, RawResponse, Reply
+from channels.errors import BadPayload, ChannelMisconfigured, InvalidSignature, SendRejected, SendRetryable
+from channels.sms_providers import HTTP_TIMEOUT_S, http_get_capped
+from gateway.models import InboundMessage, Location, LocationSource, MediaRef, MessageKind, OutboundMessage, SendResult
+
+_KINDS = {
+    "text": MessageKind.TEXT,
+    "position": MessageKind.LOCATION,
+    "image": MessageKind.IMAGE,
+    "voice": MessageKind.VOICE,
+}
+# Follow (关注) and unfollow are what "subscribe"/"unsubscribe" are on WeChat: the core records them
+# on the contact (an unfollowed resident gets no news) and welcomes a new follower.
+_EVENTS = {"follow": "subscribe", "unfollow": "unsubscribe"}
+# Weibo API error codes that mean "later": system busy, rate limits (open.weibo.com/wiki/Error_code).
+_RETRYABLE_CODES = frozenset({10001, 10009, 10022, 10023, 10024})
+MAX_TEXT = 2000
+
+
+def signature(secret: str, timestamp: str, nonce: str) -> str:
+    return hashlib.sha1("".join(sorted([secret, timestamp, nonce])).encode("utf-8")).hexdigest()  # noqa: S324
+
+
+class WeiboChannel(BaseChannel):
+    name: ClassVar[str] = "weibo"
+    can_send: ClassVar[bool] = True
+    max_body_bytes: ClassVar[int] = 64 * 1024
+
+    @classmethod
+    def accounts(cls, settings: Mapping[str, Any]) -> dict[str, Account]:
+        secret = _secret(settings.get("weibo_app_secret"))
+        if not secret:
+            return {}
+        values = {
+            "app_key": settings.get("weibo_app_key"),
+            "app_secret": secret,
+            "access_token": _secret(settings.get("weibo_access_token")),
+            "reply_url": settings.get("weibo_reply_url"),
+            "media_url": settings.get("weibo_media_url"),
+        }
+        return {"default": Account("default", values, secret_fields=("app_secret", "access_token"))}
+
+    # ------------------------------------------------------------------ inbound
+
+    def verify(self, req: RawRequest, acct: Account) -> None:
+        secret = acct.get("app_secret")
+        sig, ts, nonce = (req.query.get(k, "") for k in ("signature", "timestamp", "nonce"))
+        if not secret:
+            raise InvalidSignature("no Weibo app secret configured")
+        if not (sig and ts and nonce):
+            raise InvalidSignature("missing signature, timestamp or nonce")
+        if not hmac.compare_digest(signature(secret, ts, nonce), sig.lower()):
+            raise InvalidSignature("Weibo signature does not match")
+
+    def handshake(self, req: RawRequest, acct: Account) -> RawResponse:
+        self.verify(req, acct)
+        return RawResponse(status=200, body=req.query.get("echostr", "").encode("utf-8"))
+
+    def parse(self, req: RawRequest, acct: Account) -> list[InboundMessage]:
+        try:
+            data = json.loads(req.body or b"null")
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadPayload(f"body is not valid JSON: {exc}", fields={"body": "invalid JSON"}) from None
+        if not isinstance(data, dict):
+            raise BadPayload("body must be a JSON object", fields={"body": "expected an object"})
+        missing = {k: "required" for k in ("type", "sender_id", "created_at") if data.get(k) in (None, "")}
+        if missing:
+            raise BadPayload("Weibo push without " + ", ".join(missing), fields=missing)
+        received = _created_at(str(data["created_at"]))
+        payload: dict[str, Any] = data["data"] if isinstance(data.get("data"), dict) else {}
+        kind = _KINDS.get(str(data["type"]), MessageKind.EVENT)
+        text, location, event = "", None, None
+        media: tuple[MediaRef, ...] = ()
+        if kind == MessageKind.TEXT:
+            text = str(data.get("text") or "")[:MAX_TEXT]
+        elif kind == MessageKind.LOCATION:
+            location = _position(payload)
+        elif kind in (MessageKind.IMAGE, MessageKind.VOICE):
+            fid = payload.get("tovfid") or payload.get("vfid")
+            if fid in (None, ""):
+                raise BadPayload(f"{data['type']} message without a file id", fields={"data.tovfid": "required"})
+            media = (MediaRef(kind=kind, provider_id=str(fid)),)  # "发了一张图片" is Weibo's placeholder
+        else:
+            subtype = str(payload.get("subtype") or data["type"])
+            event = _EVENTS.get(subtype, subtype)
+        return [
+            InboundMessage(
+                channel=self.name,
+                channel_message_id=message_id(data),
+                sender=f"weibo:{data['sender_id']}",
+                received_at=received,
+                kind=kind,
+                text=text,
+                media=media,
+                location=location,
+                event=event,
+                account=acct.name,
+                raw=data,
+            )
+        ]
+
+    def ack(self, req: RawRequest, acct: Account, msgs: Sequence[InboundMessage], reply: Reply) -> RawResponse:
+        """A passive reply (JSON with url-encoded ``data``) when there is something to say."""
+        if not msgs:
+            return RawResponse(status=200, body=b"")
+        first, text = msgs[0], reply.text
+        if not text:
+            return RawResponse(status=200, body=b"")
+        body = {
+            "result": True,
+            "receiver_id": first.raw.get("sender_id"),
+            "sender_id": first.raw.get("receiver_id"),
+            "type": "text",
+            "data": quote(json.dumps({"text": text}, ensure_ascii=False)),
+        }
+        return RawResponse(status=200, body=json.dumps(body).encode(), content_type="application/json")
+
+    # ------------------------------------------------------------------ outbound (workers only)
+
+    def send(self, msg: OutboundMessage, acct: Account) -> SendResult:
+        token, url = acct.get("access_token"), acct.get("reply_url")
+        if not token or not url:
+            raise ChannelMisconfigured("GATEWAY_WEIBO_ACCESS_TOKEN and the reply URL are required")
+        uid = msg.recipient.removeprefix("weibo:")
+        if not uid.isdigit():
+            raise SendRejected(f"not a Weibo uid: {msg.recipient[:40]!r}")
+        form = {
+            "access_token": token,
+            "type": "text",
+            "data": json.dumps({"text": msg.text}, ensure_ascii=False),
+            "receiver_id": uid,
+            "save_sender_box": "1",
+        }
+        try:
+            resp = requests.post(url, data=form, timeout=HTTP_TIMEOUT_S)
+        except requests.RequestException as exc:
+            raise SendRetryable(f"Weibo unreachable: {type(exc).__name__}") from exc
+        body = _json(resp)
+        code = body.get("error_code")
+        if resp.status_code >= 500 or resp.status_code == 429 or code in _RETRYABLE_CODES:
+            raise SendRetryable(f"Weibo HTTP {resp.status_code} error {code}: {body.get('error')}")
+        if resp.status_code >= 400 or code:
+            raise SendRejected(f"Weibo HTTP {resp.status_code} error {code}: {body.get('error')}")
+        external = body.get("id") or body.get("idstr")
+        return SendResult(external_id=str(external) if external else None, status="sent")
+
+    def fetch_media(self, ref: MediaRef, acct: Account) -> tuple[bytes, str]:
+        """``SupportsMediaFetch`` (gateway/mediafetch.py): download the ``tovfid`` with ``mss/msget``."""
+        provider_id = ref.provider_id or ""
+        token, url = acct.get("access_token"), acct.get("media_url")
+        if not token or not url:
+            raise ChannelMisconfigured("GATEWAY_WEIBO_ACCESS_TOKEN and the media URL are required")
+        if not provider_id.isdigit():
+            raise SendRejected(f"not a Weibo file id: {provider_id[:40]!r}")
+        return http_get_capped(url, params={"access_token": token, "fid": provider_id})
+
+
+def message_id(data: Mapping[str, Any]) -> str:
+    """Weibo pushes have no id: sender + created_at + a hash of type, text and data, so a retried
+    push maps to the same id and two different messages in the same second do not."""
+    content = json.dumps([data.get("type"), data.get("text"), data.get("data")], sort_keys=True, ensure_ascii=False)
+    digest = hashlib.sha256(content.encode("utf-8")).hexdigest()[:16]
+    return f"{data.get('sender_id')}:{_created_at(str(data.get('created_at'))):%Y%m%d%H%M%S}:{digest}"
+
+
+def _created_at(value: str) -> datetime:
+    try:
+        return datetime.strptime(value, "%a %b %d %H:%M:%S %z %Y").astimezone(UTC)
+    except ValueError:
+        raise BadPayload("created_at is not a Weibo date", fields={"created_at": "invalid date"}) from None
+
+
+def _position(payload: Mapping[str, Any]) -> Location:
+    try:
+        lat, lng = float(payload["latitude"]), float(payload["longitude"])
+    except (KeyError, TypeError, ValueError):
+        raise BadPayload("position without latitude/longitude", fields={"data.latitude": "required"}) from None
+    if not (-90 <= lat <= 90 and -180 <= lng <= 180):
+        raise BadPayload("position out of range", fields={"data.latitude": "out of range"})
+    return Location(lat=lat, lng=lng, source=LocationSource.GPS)
+
+
+def _json(resp: requests.Response) -> dict[str, Any]:
+    try:
+        body = resp.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _secret(value: Any) -> Any:
+    getter = getattr(value, "get_secret_value", None)
+    return getter() if getter else value

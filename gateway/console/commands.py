@@ -1,0 +1,73 @@
+"""``gateway user add`` and ``gateway apikey add``: console accounts and machine keys from the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from typing import Any
+
+from gateway.console.auth import ROLES, SCOPES, AuthError, check_new_user, create_api_key, create_user
+from gateway.db import Database
+from gateway.settings import load_settings
+
+
+def register(sub: Any) -> None:
+    user = sub.add_parser("user", help="console accounts (moderators, admins)")
+    user_sub = user.add_subparsers(title="user commands", metavar="ACTION")
+    add = user_sub.add_parser("add", help="create a console user (asks for the password)")
+    add.add_argument("username")
+    add.add_argument("--role", choices=ROLES, default="moderator")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    add.set_defaults(func=_user_add)
+
+    key = sub.add_parser("apikey", help="API keys for machines (dispatch system, Open311 clients)")
+    key_sub = key.add_subparsers(title="apikey commands", metavar="ACTION")
+    kadd = key_sub.add_parser("add", help="create an API key and print it once")
+    kadd.add_argument("name")
+    kadd.add_argument("--scopes", required=True, help=f"comma-separated, of: {', '.join(sorted(SCOPES))}")
+    kadd.set_defaults(func=_apikey_add)
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise AuthError("the passwords differ")
+    return first
+
+
+async def _with_db(url: str, fn: Any, *args: Any) -> Any:
+    db = Database(url)
+    try:
+        return await fn(db, *args)
+    finally:
+        await db.close()
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    try:
+        check_new_user(args.username, "x" * 64, args.role)
+        password = _read_password(args)
+        asyncio.run(_with_db(settings.db_url, create_user, args.username, password, args.role))
+    except AuthError as exc:
+        print(f"gateway user add: {exc}", file=sys.stderr)
+        return 2
+    print(f"created {args.role} {args.username}")
+    return 0
+
+
+def _apikey_add(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+    try:
+        key = asyncio.run(_with_db(settings.db_url, create_api_key, args.name, scopes))
+    except AuthError as exc:
+        print(f"gateway apikey add: {exc}", file=sys.stderr)
+        return 2
+    print(key)
+    print(f"API key {args.name} ({', '.join(scopes)}): shown once, store it now", file=sys.stderr)
+    return 0

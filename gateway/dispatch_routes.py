@@ -1,0 +1,267 @@
+"""The dispatch side of the loop: signed status callbacks in, handling figures out.
+
+``POST /api/v1/dispatch/callback`` (DESIGN.md, "Dispatch webhook"): signed like the webhook
+(``adapters.dispatch.verify``: HMAC-SHA256 of ``"{timestamp}.{body}"``, timestamp window,
+constant-time compare) under any configured target's secret. The JSON body is
+``{"id", "case_number", "status", "note"}``; ``status`` is one of accepted, in_progress,
+resolved, closed, rejected (a note, the reason, is required) or returned (back to
+``needs_review`` for reclassification). A callback id seen before is answered as it was and
+changes nothing; a move the lifecycle forbids is a 409 naming the allowed moves; a bad
+signature is a 403 and changes nothing. Moves are written to the history with actor
+``dispatch``; the resident hears of them through the pipeline's status news.
+
+``GET /api/v1/stats``: per category and per department (the routing target's department),
+the count of cases handed to dispatch, the median time from hand-off to acceptance, the median
+time from receipt to resolution, the on-time rate against the priority's deadline
+(``gateway.outbox.DEADLINES``) and the mean resident rating (统一评价).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from adapters import dispatch
+from gateway import keys
+from gateway.db import Database, Delivery, DispatchCallback, History, Rating, Report, utcnow
+from gateway.lifecycle import IllegalTransition, Status
+from gateway.outbox import deadline_for, routing_for
+from gateway.pipeline import SYSTEM, Pipeline, ReportNotFound
+
+log = logging.getLogger(__name__)
+
+ACTOR = "dispatch"
+MAX_CALLBACK_BYTES = 64 * 1024
+MAX_NOTE = 2000
+CALLBACK_STATUSES: dict[str, Status] = {
+    "accepted": Status.ACCEPTED,
+    "in_progress": Status.IN_PROGRESS,
+    "resolved": Status.RESOLVED,
+    "closed": Status.CLOSED,
+    "rejected": Status.REJECTED,
+    "returned": Status.NEEDS_REVIEW,
+}
+
+
+class BadCallback(ValueError):
+    """The callback body is not the documented JSON; ``fields`` names what is wrong."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__("invalid callback: " + "; ".join(f"{k}: {v}" for k, v in fields.items()))
+        self.fields = fields
+
+
+@dataclass(frozen=True, slots=True)
+class Callback:
+    id: str
+    case_number: str
+    status: str
+    note: str | None
+
+
+def parse_callback(body: bytes) -> Callback:
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise BadCallback({"body": "invalid JSON"}) from None
+    if not isinstance(data, dict):
+        raise BadCallback({"body": "expected a JSON object"})
+    errors: dict[str, str] = {}
+    for key, limit in (("id", 128), ("case_number", 32)):
+        if not isinstance(data.get(key), str) or not 0 < len(data[key]) <= limit:
+            errors[key] = f"required string of 1-{limit} characters"
+    if data.get("status") not in CALLBACK_STATUSES:
+        errors["status"] = "one of " + ", ".join(CALLBACK_STATUSES)
+    note = data.get("note")
+    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
+        errors["note"] = f"string of at most {MAX_NOTE} characters"
+    if data.get("status") == "rejected" and not (isinstance(note, str) and note.strip()):
+        errors["note"] = "a rejection needs the reason in `note`"
+    if errors:
+        raise BadCallback(errors)
+    return Callback(data["id"], data["case_number"], data["status"], note.strip() if note else None)
+
+
+async def apply_callback(pipeline: Pipeline, cb: Callback) -> dict[str, Any]:
+    """Apply one callback in one transaction; a callback id already applied changes nothing."""
+    async with pipeline.unit() as s:
+        prior = await s.scalar(select(DispatchCallback).where(DispatchCallback.callback_id == cb.id))
+        report = await s.scalar(select(Report).where(Report.case_number == cb.case_number).with_for_update())
+        if report is None:
+            raise ReportNotFound(cb.case_number)
+        if prior is not None:
+            return {"case_number": report.case_number, "status": report.status, "duplicate": True, "changed": False}
+        target = CALLBACK_STATUSES[cb.status]
+        changed = report.status != target
+        if changed:
+            handed_over = await s.scalar(select(Delivery.id).where(Delivery.report_id == report.id).limit(1))
+            if report.status == Status.READY and target != Status.NEEDS_REVIEW and handed_over is not None:
+                # Dispatch answered before our record of the delivery committed: the hand-off happened.
+                await pipeline.transition(s, report, Status.DISPATCHED, SYSTEM, note=None, data={"via": "callback"})
+            data = {"callback_id": cb.id, "callback_status": cb.status}
+            await pipeline.transition(s, report, target, ACTOR, note=cb.note, data=data)
+        s.add(
+            DispatchCallback(
+                callback_id=cb.id, report_id=report.id, status=cb.status, note=cb.note, received_at=pipeline.clock()
+            )
+        )
+        return {"case_number": report.case_number, "status": report.status, "duplicate": False, "changed": changed}
+
+
+def _error(status: type[web.HTTPException], message: str, **extra: Any) -> web.HTTPException:
+    body = json.dumps({"error": message, **extra}, ensure_ascii=False)
+    return status(text=body, content_type="application/json")
+
+
+async def _read_body(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_CALLBACK_BYTES:
+        raise _error(web.HTTPRequestEntityTooLarge, f"body larger than {MAX_CALLBACK_BYTES} bytes")
+    body = await request.content.read(MAX_CALLBACK_BYTES + 1)
+    if len(body) > MAX_CALLBACK_BYTES:
+        raise _error(web.HTTPRequestEntityTooLarge, f"body larger than {MAX_CALLBACK_BYTES} bytes")
+    return body
+
+
+async def callback(request: web.Request) -> web.Response:
+    body = await _read_body(request)
+    settings = request.app[keys.SETTINGS]
+    try:
+        dispatch.verify(
+            routing_for(settings).secrets(), request.headers, body, window_s=settings.dispatch_callback_window_s
+        )
+    except dispatch.SignatureError as exc:
+        log.warning("dispatch callback refused: bad signature", extra={"reason": str(exc)})
+        raise _error(web.HTTPForbidden, "invalid signature") from None
+    try:
+        cb = parse_callback(body)
+    except BadCallback as exc:
+        raise _error(web.HTTPBadRequest, "invalid callback", fields=exc.fields) from None
+    pipeline = request.app[keys.PIPELINE]
+    try:
+        result = await apply_callback(pipeline, cb)
+    except IntegrityError:
+        result = await apply_callback(pipeline, cb)  # the same callback id raced us: answered as a duplicate
+    except ReportNotFound:
+        raise _error(web.HTTPNotFound, f"no report {cb.case_number}") from None
+    except IllegalTransition as exc:
+        log.warning("dispatch callback refused: illegal move", extra={"case": cb.case_number, "status": cb.status})
+        raise _error(web.HTTPConflict, str(exc), current=str(exc.current), requested=cb.status) from None
+    log.info("dispatch callback", extra={"case": cb.case_number, "status": cb.status, **result})
+    return web.json_response(result)
+
+
+# --------------------------------------------------------------------------- stats
+
+
+@dataclass
+class _Case:
+    code: str | None
+    name: str | None
+    department: str
+    priority: str
+    created_at: datetime
+    times: dict[str, datetime]
+    score: int | None = None
+
+
+async def compute_stats(db: Database, now: datetime | None = None) -> dict[str, Any]:
+    """Handling figures of every case handed to dispatch, per category and per department."""
+    now = now or utcnow()
+    async with db.session() as s:
+        deliveries = (
+            await s.execute(select(Delivery.report_id, Delivery.department, Delivery.target).order_by(Delivery.id))
+        ).all()
+        handed = {rid: dept or target for rid, dept, target in deliveries}  # the latest delivery wins
+        rows = (
+            await s.execute(
+                select(Report.id, Report.category_code, Report.category_name, Report.priority, Report.created_at).where(
+                    Report.id.in_(select(Delivery.report_id))
+                )
+            )
+        ).all()
+        firsts = (
+            await s.execute(
+                select(History.report_id, History.to_status, func.min(History.at))
+                .where(History.report_id.in_(select(Delivery.report_id)), History.to_status.is_not(None))
+                .group_by(History.report_id, History.to_status)
+            )
+        ).all()
+        scores = dict((await s.execute(select(Rating.report_id, Rating.score))).all())
+    times: dict[int, dict[str, datetime]] = defaultdict(dict)
+    for rid, status, at in firsts:
+        if status is not None:
+            times[rid][status] = at
+    cases = [
+        _Case(code, name, handed[rid], priority, created, times[rid], scores.get(rid))
+        for rid, code, name, priority, created in rows
+    ]
+    by_category: dict[tuple[str | None, str | None], list[_Case]] = defaultdict(list)
+    by_department: dict[str, list[_Case]] = defaultdict(list)
+    for case in cases:
+        by_category[(case.code, case.name)].append(case)
+        by_department[case.department].append(case)
+    return {
+        "generated_at": now.isoformat(),
+        "total": _figures(cases, now),
+        "by_category": [
+            {"code": code, "name": name, **_figures(group, now)}
+            for (code, name), group in sorted(by_category.items(), key=_key)
+        ],
+        "by_department": [{"department": d, **_figures(g, now)} for d, g in sorted(by_department.items())],
+    }
+
+
+def _key(item: tuple[tuple[str | None, str | None], list[_Case]]) -> str:
+    return item[0][0] or ""
+
+
+def _median(values: Iterable[float]) -> float | None:
+    found = list(values)
+    return round(statistics.median(found), 1) if found else None
+
+
+def _figures(cases: list[_Case], now: datetime) -> dict[str, Any]:
+    accept, resolve, on_time, judged = [], [], 0, 0
+    for c in cases:
+        handed = c.times.get(Status.DISPATCHED)
+        accepted = min(
+            (c.times[s] for s in (Status.ACCEPTED, Status.IN_PROGRESS, Status.RESOLVED) if s in c.times), default=None
+        )
+        if handed and accepted:
+            accept.append((accepted - handed).total_seconds())
+        resolved = c.times.get(Status.RESOLVED)
+        deadline = c.created_at + deadline_for(c.priority)
+        if resolved:
+            resolve.append((resolved - c.created_at).total_seconds())
+            judged += 1
+            on_time += resolved <= deadline
+        elif now > deadline and Status.REJECTED not in c.times:
+            judged += 1  # still open past its deadline: late
+    rated = [c.score for c in cases if c.score is not None]
+    return {
+        "count": len(cases),
+        "median_accept_s": _median(accept),
+        "median_resolve_s": _median(resolve),
+        "on_time_rate": round(on_time / judged, 3) if judged else None,
+        "ratings": len(rated),
+        "mean_rating": round(sum(rated) / len(rated), 2) if rated else None,
+    }
+
+
+async def stats(request: web.Request) -> web.Response:
+    data = await compute_stats(request.app[keys.DB])
+    return web.json_response(data, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+def routes() -> list[web.AbstractRouteDef]:
+    return [web.post("/api/v1/dispatch/callback", callback), web.get("/api/v1/stats", stats)]

@@ -1,0 +1,349 @@
+"""The dispatch outbox: every ready report reaches dispatch, exactly once per delivery id.
+
+- When a report moves to ``ready`` (classified with confidence, urgent, or approved by a
+  moderator), a transition hook writes a ``Delivery`` row in the same transaction and enqueues
+  ``deliver_dispatch`` after commit. Urgent (P1) cases go to their own task/queue
+  (``deliver_dispatch_urgent`` on ``dispatch_urgent``) and the sweeper re-enqueues them first.
+- The deliver task claims the row (a lease: ``next_attempt_at`` moves past the send timeout, so a
+  second copy of the task does nothing), sends it through ``adapters.dispatch`` and records the
+  attempt. Retryable failures are rescheduled with exponential backoff and full jitter until
+  ``GATEWAY_DISPATCH_MAX_ATTEMPTS``, then the row is dead-lettered; 4xx rejections stop at once.
+  Both show in ``gateway deliveries --dead`` and come back with ``gateway replay``.
+- Nothing lives only in a queue: a worker killed mid-send, a Redis restart or a runner that lost
+  its delayed tasks leave a pending row whose ``next_attempt_at`` passes, and the sweeper
+  (``Pipeline.sweep``) enqueues it again. The receiver dedupes on ``X-Gateway-Delivery``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from adapters import dispatch
+from adapters.routing import DEFAULT_TARGET, RoutingTable, Target, load_routing
+from gateway import replies
+from gateway.db import Delivery, DeliveryAttempt, Report
+from gateway.lifecycle import Status
+from gateway.pipeline import SYSTEM, after_commit
+from gateway.schema import report_json
+from gateway.tasks import TaskContext, backoff
+
+if TYPE_CHECKING:
+    from aiohttp import ClientSession
+
+    from gateway.pipeline import Pipeline
+    from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TASK = "deliver_dispatch"
+URGENT_TASK = "deliver_dispatch_urgent"
+LEASE_MARGIN_S = 60.0
+UNCONFIGURED_RECHECK_S = 300.0
+SWEEP_BATCH = 1000
+DEAD_STATES = ("dead", "rejected")
+# Default handling deadlines per priority: the taxonomy's `priorities` section (Beijing 接诉即办
+# tiers). Subcategory deadlines in the taxonomy are free text and not machine-readable yet.
+DEADLINES: dict[str, timedelta] = {
+    "P1": timedelta(hours=2),
+    "P2": timedelta(hours=24),
+    "P3": timedelta(days=7),
+    "P4": timedelta(days=15),
+}
+
+
+class ReplayRefused(ValueError):
+    """The delivery is not dead-lettered (pending or delivered), or does not exist."""
+
+
+def deadline_for(priority: str | None) -> timedelta:
+    return DEADLINES.get(priority or "P3", DEADLINES["P3"])
+
+
+def task_for(priority: str | None, urgent: bool) -> str:
+    return URGENT_TASK if urgent or priority == "P1" else TASK
+
+
+@lru_cache(maxsize=8)
+def _routing_cached(path: str | None, mtime: int, url: str | None, secret: str | None) -> RoutingTable:
+    return load_routing(Path(path) if path else None, url, secret)
+
+
+def routing_for(settings: Settings) -> RoutingTable:
+    """The routing table of these settings (re-read when the file changes)."""
+    path = settings.routing_table
+    mtime = path.stat().st_mtime_ns if path is not None and path.exists() else 0
+    secret = settings.dispatch_secret.get_secret_value() if settings.dispatch_secret else None
+    url = str(settings.dispatch_url) if settings.dispatch_url else None
+    return _routing_cached(str(path) if path else None, mtime, url, secret)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    delivery_id: str
+    target: Target
+    body: bytes
+
+
+class Outbox:
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.settings = pipeline.settings
+        self.routing = routing_for(pipeline.settings)
+
+    # ------------------------------------------------------------------ writing the outbox
+
+    async def on_transition(self, s: AsyncSession, report: Report, current: str, target: str) -> None:
+        """Transition hook: a report that becomes ready gets a delivery row in the same transaction."""
+        if target != Status.READY:
+            return
+        pending = await s.scalar(
+            select(Delivery.id).where(Delivery.report_id == report.id, Delivery.state == "pending").limit(1)
+        )
+        if pending is not None:
+            return
+        now = self.pipeline.clock()
+        dest = self.routing.route(report.category_code, report.location_address)
+        row = Delivery(
+            delivery_id=str(uuid.uuid4()),
+            report_id=report.id,
+            target=dest.name if dest else DEFAULT_TARGET,
+            department=dest.department if dest else None,
+            priority=report.priority,
+            urgent=report.urgent,
+            state="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        s.add(row)
+        await s.flush()
+        after_commit(s, task_for(row.priority, row.urgent), row.id)
+
+    async def sweep(self) -> int:
+        """Enqueue every due pending delivery, urgent and higher priority first."""
+        now = self.pipeline.clock()
+        async with self.pipeline.db.session() as s:
+            due = (
+                await s.execute(
+                    select(Delivery.id, Delivery.priority, Delivery.urgent)
+                    .where(Delivery.state == "pending", Delivery.next_attempt_at <= now)
+                    .order_by(Delivery.urgent.desc(), Delivery.priority, Delivery.next_attempt_at, Delivery.id)
+                    .limit(SWEEP_BATCH)
+                )
+            ).all()
+        for pk, priority, urgent in due:
+            await self.pipeline.runner.enqueue(task_for(priority, urgent), pk)
+        return len(due)
+
+    # ------------------------------------------------------------------ draining it
+
+    async def deliver(self, http: ClientSession, delivery_pk: int) -> str | None:
+        """One attempt at a due delivery; returns its new state, None when there was nothing to do."""
+        job = await self._claim(delivery_pk)
+        if job is None:
+            return None
+        result = await dispatch.send(
+            http, job.target, job.delivery_id, job.body, timeout_s=self.settings.dispatch_timeout_s
+        )
+        return await self._record(delivery_pk, result)
+
+    async def _claim(self, delivery_pk: int) -> _Job | None:
+        async with self.pipeline.unit() as s:
+            d = await s.get(Delivery, delivery_pk, with_for_update=True)
+            now = self.pipeline.clock()
+            if d is None or d.state != "pending" or d.next_attempt_at > now:
+                return None  # done, dead, or another worker holds the lease
+            report = await s.get(Report, d.report_id, options=[selectinload(Report.media)])
+            if report is None or report.status != Status.READY:
+                d.state, d.last_error = "cancelled", f"report is {report.status if report else 'gone'}"
+                d.updated_at = now
+                return None
+            dest = self.routing.target(d.target) or self.routing.route(report.category_code, report.location_address)
+            if dest is None:
+                # Not a failure of dispatch: keep the row and look again later (and after a replay).
+                d.next_attempt_at = now + timedelta(seconds=UNCONFIGURED_RECHECK_S)
+                d.last_error = "no dispatch target: set GATEWAY_DISPATCH_URL or GATEWAY_ROUTING_TABLE"
+                log.warning("dispatch not configured", extra={"delivery": d.delivery_id, "target": d.target})
+                return None
+            d.attempts += 1
+            d.next_attempt_at = now + timedelta(seconds=self.settings.dispatch_timeout_s + LEASE_MARGIN_S)
+            d.updated_at = now
+            body = dispatch.encode(self._payload(report, d))
+            return _Job(d.delivery_id, dest, body)
+
+    def _payload(self, report: Report, d: Delivery) -> dict[str, Any]:
+        mask = None
+        if self.settings.dispatch_mask_pii:
+            from nlp.pii import mask_pii
+
+            mask = mask_pii
+        data = report_json(report, public_url=self.settings.public_url, private=True, history=False)
+        due = report.created_at + deadline_for(report.priority)
+        payload = dispatch.build_payload(data, deadline=due.isoformat(), department=d.department, mask=mask)
+        payload["delivery_id"] = d.delivery_id
+        payload["target"] = d.target
+        return payload
+
+    async def _record(self, delivery_pk: int, result: dispatch.AttemptResult) -> str:
+        async with self.pipeline.unit() as s:
+            d = await s.get(Delivery, delivery_pk, with_for_update=True)
+            assert d is not None
+            now = self.pipeline.clock()
+            s.add(
+                DeliveryAttempt(
+                    delivery_id=d.id,
+                    number=d.attempts,
+                    at=now,
+                    outcome=str(result.outcome),
+                    status_code=result.status_code,
+                    latency_ms=result.latency_ms,
+                    error=result.error,
+                )
+            )
+            d.last_status_code, d.last_error, d.updated_at = result.status_code, result.error, now
+            extra = {"delivery": d.delivery_id, "target": d.target, "attempt": d.attempts, "status": result.status_code}
+            if result.outcome is dispatch.Outcome.DELIVERED:
+                d.state, d.delivered_at = "delivered", now
+                await self._mark_dispatched(s, d)
+                log.info("dispatch delivered", extra=extra)
+            elif result.outcome is dispatch.Outcome.REJECTED:
+                d.state = "rejected"
+                log.warning("dispatch rejected the delivery", extra={**extra, "error": result.error})
+            elif d.attempts >= self.settings.dispatch_max_attempts:
+                d.state = "dead"
+                log.error("dispatch delivery dead-lettered", extra={**extra, "error": result.error})
+            else:
+                self._reschedule(s, d, now, result)
+                log.info("dispatch delivery will be retried", extra={**extra, "error": result.error})
+            return d.state
+
+    def _reschedule(self, s: AsyncSession, d: Delivery, now: datetime, result: dispatch.AttemptResult) -> None:
+        wait = backoff(d.attempts - 1, self.settings.dispatch_backoff_base_s, self.settings.dispatch_backoff_cap_s)
+        if result.retry_after_s is not None:
+            wait = max(wait, min(result.retry_after_s, self.settings.dispatch_backoff_cap_s))
+        d.next_attempt_at = now + timedelta(seconds=wait)
+        after_commit(s, task_for(d.priority, d.urgent), d.id, delay=wait)
+
+    async def _mark_dispatched(self, s: AsyncSession, d: Delivery) -> None:
+        report = await s.get(Report, d.report_id, with_for_update=True)
+        if report is not None and report.status == Status.READY:
+            note = replies.DISPATCHED_TO.format(department=d.department) if d.department else None
+            data = {"delivery_id": d.delivery_id, "target": d.target}
+            await self.pipeline.transition(s, report, Status.DISPATCHED, SYSTEM, note=note, data=data)
+
+    # ------------------------------------------------------------------ operators
+
+    async def replay(self, ref: str) -> Delivery:
+        """Put a dead or rejected delivery back in the outbox (same delivery id, fresh attempts)."""
+        async with self.pipeline.unit() as s:
+            query = select(Delivery).with_for_update()
+            query = query.where(Delivery.id == int(ref)) if ref.isdigit() else query.where(Delivery.delivery_id == ref)
+            d = await s.scalar(query)
+            if d is None:
+                raise ReplayRefused(f"no delivery {ref}")
+            if d.state not in DEAD_STATES:
+                raise ReplayRefused(f"delivery {d.id} is {d.state}; only dead or rejected deliveries are replayed")
+            now = self.pipeline.clock()
+            d.state, d.attempts, d.next_attempt_at, d.updated_at = "pending", 0, now, now
+            after_commit(s, task_for(d.priority, d.urgent), d.id)
+            log.info("dispatch delivery replayed", extra={"delivery": d.delivery_id})
+            return d
+
+    async def replay_dead(self) -> list[Delivery]:
+        async with self.pipeline.db.session() as s:
+            ids = (await s.scalars(select(Delivery.id).where(Delivery.state.in_(DEAD_STATES)))).all()
+        return [await self.replay(str(pk)) for pk in ids]
+
+    async def listing(
+        self, *, dead: bool = False, ids: list[int] | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        async with self.pipeline.db.session() as s:
+            query = select(Delivery, Report.case_number).join(Report, Report.id == Delivery.report_id)
+            if dead:
+                query = query.where(Delivery.state.in_(DEAD_STATES))
+            if ids is not None:
+                query = query.where(Delivery.id.in_(ids))
+            rows = (await s.execute(query.order_by(Delivery.id.desc()).limit(limit))).all()
+        return [_row_json(d, case) for d, case in rows]
+
+
+def _row_json(d: Delivery, case: str) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "delivery_id": d.delivery_id,
+        "case_number": case,
+        "target": d.target,
+        "priority": d.priority,
+        "state": d.state,
+        "attempts": d.attempts,
+        "last_status_code": d.last_status_code,
+        "last_error": d.last_error,
+        "next_attempt_at": d.next_attempt_at.isoformat(),
+        "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
+    }
+
+
+def install(pipeline: Pipeline) -> Outbox:
+    """Hook the outbox into a pipeline (web process and worker alike)."""
+    outbox = Outbox(pipeline)
+    pipeline.transition_hooks.append(outbox.on_transition)
+    pipeline.sweepers.append(outbox.sweep)
+    return outbox
+
+
+async def deliver_dispatch(ctx: TaskContext, delivery_pk: int) -> None:
+    """The task: id in, one attempt, idempotent (a delivered or leased row is left alone)."""
+    await Outbox(ctx.pipeline).deliver(ctx.services["http"], delivery_pk)
+
+
+@asynccontextmanager
+async def operator(settings: Settings) -> AsyncIterator[Outbox]:
+    """The outbox outside the server, for the CLI: Celery enqueues in production; embedded mode
+    runs the replayed deliveries in this process (``settle`` waits for them)."""
+    from aiohttp import ClientSession
+
+    from gateway.classify import PlaceholderClassifier
+    from gateway.db import Database
+    from gateway.pipeline import Pipeline
+    from gateway.tasks import CeleryRunner, InProcessRunner, TaskRunner
+
+    db = Database(settings.db_url)
+    runner: TaskRunner
+    if settings.redis_url:
+        from gateway.worker import make_celery
+
+        runner = CeleryRunner(make_celery(settings))
+    else:
+        runner = InProcessRunner(max_attempts=1)
+    pipeline = Pipeline(db, settings, runner, PlaceholderClassifier())
+    box = install(pipeline)
+    try:
+        async with ClientSession() as http:
+            if isinstance(runner, InProcessRunner):
+                runner.bind(TaskContext(pipeline=pipeline, services={"settings": settings, "http": http}))
+            try:
+                yield box
+            finally:
+                await runner.drain(0.1)  # retries not yet due stay in the outbox for the sweeper
+    finally:
+        await db.close()
+
+
+async def settle(box: Outbox) -> None:
+    """Wait for deliveries this process started (embedded CLI); nothing to wait for with Celery."""
+    idle = getattr(box.pipeline.runner, "idle", None)
+    if idle is not None:
+        await idle(timeout=box.settings.dispatch_timeout_s + 10)
