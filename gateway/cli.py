@@ -90,7 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:  # the nlp package is part of this distribution; only a broken install lacks it
         pass
     else:
+        from gateway.retrain import extend_train_command
+
         register(sub)
+        extend_train_command(sub)
     return parser
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway import replies
 from gateway.casenumber import next_case_number
 from gateway.db import Contact, Database, History, Media, Message, Notification, Report, utcnow
+from gateway.duplicates import near_duplicates
 from gateway.lifecycle import Status, check
 from gateway.models import InboundMessage, LocationSource, MessageKind
 
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SYSTEM = "system"
+# A new report this similar to an open one goes to moderators as a possible duplicate (nlp.dedupe
+# scores: cosine of character bigrams, nudged up for nearby coordinates).
+DUPLICATE_ROUTE_SCORE = 0.8
 # Moves a resident hears about on their channel; the first answer (case number) is the intake reply.
 NOTIFY_ON = frozenset({Status.ACCEPTED, Status.IN_PROGRESS, Status.RESOLVED, Status.REJECTED, Status.MERGED})
 TransitionHook = Callable[[AsyncSession, Report, str, str], Any]
@@ -426,6 +430,7 @@ class Pipeline:
             text = "\n".join(p for p in (report.title, report.text) if p)
         started = time.perf_counter()
         result = await self.classifier.classify(text)
+        twins = await self._likely_duplicates(report)
         if self.metrics:
             self.metrics.pipeline_seconds.labels(stage="classify").observe(time.perf_counter() - started)
         async with self.unit() as s:
@@ -449,11 +454,29 @@ class Pipeline:
                 "candidates": result.candidates,
             }
             await self.transition(s, report, Status.CLASSIFIED, SYSTEM, note=result.explanation or None, data=data)
-            # Urgent (P1) cases skip the moderation queue: a person must act now, not triage.
-            target = Status.READY if (result.urgent or not result.needs_review) and result.code else Status.NEEDS_REVIEW
-            reason = "urgent" if result.urgent else ("low confidence" if result.needs_review else "confident")
-            await self.transition(s, report, target, SYSTEM, note=reason)
+            # Urgent (P1) cases skip the moderation queue: a person must act now, not triage. A likely
+            # twin of an open case goes to moderators to merge rather than being dispatched twice.
+            confident = (result.urgent or not result.needs_review) and result.code
+            target = Status.READY if confident and (result.urgent or not twins) else Status.NEEDS_REVIEW
+            if result.urgent:
+                reason = "urgent"
+            elif twins:
+                reason = "possible duplicate of " + ", ".join(case for case, _ in twins[:3])
+            else:
+                reason = "low confidence" if result.needs_review else "confident"
+            dup_data = (
+                {"possible_duplicates": [{"case_number": c, "score": v} for c, v in twins[:5]]} if twins else None
+            )
+            await self.transition(s, report, target, SYSTEM, note=reason, data=dup_data)
             return report.status
+
+    async def _likely_duplicates(self, report: Report) -> list[tuple[str, float]]:
+        """Open reports this one very likely repeats (score at least ``DUPLICATE_ROUTE_SCORE``)."""
+        try:
+            scored, _ = await near_duplicates(self.db, [report])
+        except ImportError:  # nlp is part of this distribution; only a broken install lacks it
+            return []
+        return [(case, value) for case, value in scored.get(report.case_number, []) if value >= DUPLICATE_ROUTE_SCORE]
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from datetime import datetime
 
 import aiohttp_jinja2
 from aiohttp import web
 
 from gateway import keys
 from gateway.api import load_report, read_report_post
+from gateway.casenumber import CST
+from gateway.ratings import rating_url
 from gateway.schema import report_json
 
 STATUS_LABELS = {
@@ -73,16 +76,35 @@ async def submit(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/report/{result.case_number}?new=1")
 
 
+# History entries without a status change that a resident may see; the rest are internal.
+ACTION_LABELS = {"session_closed": "已提交", "rated": "已评价", "merged_in": "有相同问题的反映并入本案件"}
+
+
+def public_steps(history: list[dict[str, object]]) -> list[dict[str, object]]:
+    steps = []
+    for h in history:
+        label = STATUS_LABELS.get(str(h["to_status"])) if h["to_status"] else ACTION_LABELS.get(str(h["action"]))
+        if label:
+            when = datetime.fromisoformat(str(h["at"])).astimezone(CST).strftime("%Y-%m-%d %H:%M")
+            steps.append({**h, "label": label, "when": when})
+    return steps
+
+
 async def status_page(request: web.Request) -> web.Response:
     report = await load_report(request, request.match_info["case"])
     if report is None:
         raise web.HTTPNotFound(text="没有找到该案件编号。")
     data = report_json(report, private=False)
+    rated = any(h.action == "rated" for h in report.history)
     ctx = {
         "report": data,
         "created": request.query.get("new") == "1",
         "status_label": STATUS_LABELS.get(report.status, report.status),
-        "status_labels": STATUS_LABELS,
+        "steps": public_steps(data["history"]),
+        # The signed link lets whoever holds the status page rate a resolved case (统一评价).
+        "rate_url": rating_url(request.app[keys.SETTINGS], report.case_number)
+        if report.status in ("resolved", "closed") and not rated
+        else None,
     }
     return aiohttp_jinja2.render_template("report_status.html", request, ctx)
 

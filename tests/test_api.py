@@ -202,3 +202,22 @@ async def test_public_history_hides_moderator_names_and_internal_notes(client, r
     notes = [h["note"] for h in data["history"] if h["note"]]
     assert "moderator:zhangsan" not in actors and "moderator" in actors
     assert notes == ["不属于受理范围"]  # the classifier's explanation and internal notes stay internal
+
+
+async def test_status_page_shows_resident_steps_in_china_time_and_a_rating_link_when_resolved(client, runner):
+    resp = await client.post("/api/v1/reports", json={"text": "井盖丢失"})
+    case = (await resp.json())["case_number"]
+    await runner.idle()
+    pipeline = client.app[keys.PIPELINE]
+    page = await (await client.get(f"/report/{case}")).text()
+    assert "人工核实中" in page and "为本次处理打分" not in page
+    for status in ("ready", "dispatched", "accepted", "resolved"):
+        await pipeline.change_status(case, status, "dispatch", note="已更换井盖" if status == "resolved" else None)
+    async with client.app[keys.DB].session() as s:
+        created = (await s.scalar(select(Report).where(Report.case_number == case))).created_at
+    from gateway.casenumber import CST
+
+    page = await (await client.get(f"/report/{case}")).text()
+    assert created.astimezone(CST).strftime("%Y-%m-%d %H:%M") in page
+    assert "已处理：已更换井盖" in page and "为本次处理打分" in page
+    assert f"/report/{case}/rate?t=" in page

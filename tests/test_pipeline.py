@@ -238,3 +238,29 @@ async def test_sweep_recovers_media_downloads_lost_in_a_crash(env):
     await pipeline.sweep()
     assert runner.named("fetch_media") == [(1,)]
     assert r.session_open
+
+
+async def test_a_likely_twin_of_an_open_case_goes_to_moderators_not_dispatch(env):
+    pipeline, _, clock = env
+    text = "民治街道龙塘社区3栋门口的路灯坏了一个星期，晚上一片漆黑"
+    first = await pipeline.intake([msg("t1", text=text, sender="wechat:a", complete=True)])
+    assert await pipeline.classify_report(first.report_id) == "ready"
+    clock.now += timedelta(hours=2)
+    twin = await pipeline.intake([msg("t2", text=text + "！", sender="wechat:b", complete=True)])
+    assert await pipeline.classify_report(twin.report_id) == "needs_review"
+    other = await pipeline.intake([msg("t3", text="观澜大道有人占道经营卖水果", sender="wechat:c", complete=True)])
+    assert await pipeline.classify_report(other.report_id) == "ready"
+    async with pipeline.db.session() as s:
+        last = await s.scalar(select(History).where(History.report_id == twin.report_id).order_by(History.id.desc()))
+    assert last.note == f"possible duplicate of {first.case_number}"
+    assert last.data["possible_duplicates"][0]["case_number"] == first.case_number
+
+
+async def test_urgent_twins_still_go_straight_to_dispatch(env):
+    pipeline, _, _ = env
+    pipeline.classifier = FixedClassifier(code="1003", urgent=True, priority="P1")
+    text = "幸福小区5栋楼道里煤气味很重，可能漏气了"
+    a = await pipeline.intake([msg("g1", text=text, sender="wechat:a", complete=True)])
+    b = await pipeline.intake([msg("g2", text=text, sender="wechat:b", complete=True)])
+    assert await pipeline.classify_report(a.report_id) == "ready"
+    assert await pipeline.classify_report(b.report_id) == "ready"

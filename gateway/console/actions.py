@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from gateway.console.queue import MERGE_TARGETS
 from gateway.db import History, ModeratorNote, Report
+from gateway.duplicates import MERGE_TARGETS
 from gateway.lifecycle import OPEN, Status
 from gateway.reviews import record_example
 

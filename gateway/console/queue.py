@@ -7,7 +7,6 @@ Possible duplicates come from ``nlp.dedupe`` over the open reports of the last d
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
@@ -17,13 +16,11 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from gateway.db import Database, Report
+from gateway.duplicates import near_duplicates
 from gateway.lifecycle import Status
 
 LOCAL_TZ = timezone(timedelta(hours=8), "CST")  # China Standard Time, no daylight saving
 PAGE_SIZE = 50
-DUP_WINDOW = timedelta(days=3)
-DUP_POOL = 2000
-MERGE_TARGETS = (Status.NEEDS_REVIEW, Status.READY, Status.DISPATCHED, Status.ACCEPTED, Status.IN_PROGRESS)
 REASONS = {
     "unclassified": "未能自动分类",
     "low_confidence": "分类置信度低",
@@ -217,62 +214,8 @@ async def load_item(db: Database, case: str) -> QueueItem | None:
 
 async def find_duplicates(db: Database, reports: list[Report]) -> dict[str, list[Duplicate]]:
     """Open reports that look like the same problem, per case number (best first, at most 5)."""
-    if not reports:
-        return {}
-    lo = min(r.created_at for r in reports) - DUP_WINDOW
-    hi = max(r.created_at for r in reports) + DUP_WINDOW
-    async with db.session() as s:
-        pool = list(
-            (
-                await s.scalars(
-                    select(Report)
-                    .where(Report.status.in_([str(t) for t in MERGE_TARGETS]), Report.created_at.between(lo, hi))
-                    .order_by(Report.created_at.desc())
-                    .limit(DUP_POOL)
-                )
-            ).all()
-        )
-        linked = {r.duplicate_of for r in reports if r.duplicate_of} - {p.case_number for p in pool}
-        if linked:
-            pool += list((await s.scalars(select(Report).where(Report.case_number.in_(linked)))).all())
-    return await asyncio.to_thread(_score, reports, pool)
-
-
-def _score(reports: list[Report], pool: list[Report]) -> dict[str, list[Duplicate]]:
-    try:
-        from nlp.dedupe import DedupeIndex, DedupeItem
-    except ImportError:
-        index = None
-    else:
-        index = DedupeIndex(
-            DedupeItem(
-                p.case_number,
-                "\n".join(x for x in (p.title, p.text) if x),
-                p.location_lat,
-                p.location_lng,
-                p.created_at,
-            )
-            for p in pool
-        )
-    by_case = {p.case_number: p for p in pool}
-    out: dict[str, list[Duplicate]] = {}
-    for r in reports:
-        hits: dict[str, float] = {}
-        if r.duplicate_of and r.duplicate_of in by_case:
-            hits[r.duplicate_of] = 1.0
-        if index is not None:
-            new = DedupeItem(
-                r.case_number,
-                "\n".join(x for x in (r.title, r.text) if x),
-                r.location_lat,
-                r.location_lng,
-                r.created_at,
-            )
-            for case, score in index.query(new):
-                hits.setdefault(case, score)
-        hits.pop(r.case_number, None)
-        out[r.case_number] = [_duplicate(by_case[c], score) for c, score in list(hits.items())[:5]]
-    return out
+    scored, pool = await near_duplicates(db, reports)
+    return {case: [_duplicate(pool[c], value) for c, value in hits[:5]] for case, hits in scored.items()}
 
 
 def _duplicate(p: Report, score: float) -> Duplicate:

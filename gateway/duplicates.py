@@ -1,0 +1,79 @@
+"""Possible duplicates: open reports that seem to describe the same problem (``nlp.dedupe``).
+
+Used by the pipeline, which sends a report with a likely twin to moderators instead of
+dispatching the same problem twice, and by the console, which shows the candidates side by side
+for a merge. The candidates are open reports within ``WINDOW`` of the report (at most ``POOL``
+of them, newest first); text similarity and, where both have coordinates, distance decide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from gateway.db import Database, Report
+from gateway.lifecycle import Status
+
+WINDOW = timedelta(days=3)
+POOL = 2000
+# Reports a new one may duplicate (and a moderator may merge into).
+MERGE_TARGETS = (Status.NEEDS_REVIEW, Status.READY, Status.DISPATCHED, Status.ACCEPTED, Status.IN_PROGRESS)
+Scored = list[tuple[str, float]]  # (case number, score), best first
+
+
+async def candidate_pool(db: Database, reports: Sequence[Report]) -> list[Report]:
+    lo = min(r.created_at for r in reports) - WINDOW
+    hi = max(r.created_at for r in reports) + WINDOW
+    async with db.session() as s:
+        pool = list(
+            (
+                await s.scalars(
+                    select(Report)
+                    .where(Report.status.in_([str(t) for t in MERGE_TARGETS]), Report.created_at.between(lo, hi))
+                    .order_by(Report.created_at.desc())
+                    .limit(POOL)
+                )
+            ).all()
+        )
+        linked = {r.duplicate_of for r in reports if r.duplicate_of} - {p.case_number for p in pool}
+        if linked:
+            pool += list((await s.scalars(select(Report).where(Report.case_number.in_(linked)))).all())
+    return pool
+
+
+async def near_duplicates(db: Database, reports: Sequence[Report]) -> tuple[dict[str, Scored], dict[str, Report]]:
+    """Per case number, the open reports that look like the same problem; and the pool by case."""
+    if not reports:
+        return {}, {}
+    pool = await candidate_pool(db, reports)
+    scored = await asyncio.to_thread(score, reports, pool)
+    return scored, {p.case_number: p for p in pool}
+
+
+def _item(r: Report):  # noqa: ANN202 - nlp.dedupe.DedupeItem, imported lazily
+    from nlp.dedupe import DedupeItem
+
+    return DedupeItem(
+        r.case_number, "\n".join(x for x in (r.title, r.text) if x), r.location_lat, r.location_lng, r.created_at
+    )
+
+
+def score(reports: Sequence[Report], pool: Sequence[Report]) -> dict[str, Scored]:
+    """CPU-bound: run it in a thread. A confirmed ``duplicate_of`` link scores 1.0."""
+    from nlp.dedupe import DedupeIndex
+
+    index = DedupeIndex(_item(p) for p in pool)
+    known = {p.case_number for p in pool}
+    out: dict[str, Scored] = {}
+    for r in reports:
+        hits: dict[str, float] = {}
+        if r.duplicate_of and r.duplicate_of in known:
+            hits[r.duplicate_of] = 1.0
+        for case, value in index.query(_item(r)):
+            hits.setdefault(case, value)
+        hits.pop(r.case_number, None)
+        out[r.case_number] = list(hits.items())
+    return out

@@ -1,0 +1,89 @@
+"""``gateway train --from-reviews``: retrain with what moderators confirmed (the learning loop).
+
+The moderators' confirmed or corrected categories (``gateway/reviews.py``) are added to the
+training data as labeled examples: to DATA when given, otherwise to the bundled seed corpus, so
+the new model knows every category and learns the city's own wording. The merged file is handed
+to the ordinary ``train`` command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from gateway.db import Database
+from gateway.reviews import examples_csv
+from gateway.settings import load_settings
+
+
+def extend_train_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    train = sub.choices.get("train")
+    if train is None:
+        return
+    for action in train._actions:
+        if action.dest == "data":
+            action.nargs = "?"
+            action.help = f"{action.help} (optional with --from-reviews: default the bundled seed corpus)"
+    train.add_argument(
+        "--from-reviews",
+        action="store_true",
+        help="add the categories moderators confirmed in the console (GATEWAY_DATABASE_URL) to the training data",
+    )
+    plain = train.get_default("func")
+    train.set_defaults(func=lambda args: _train(args, plain))
+
+
+def _train(args: argparse.Namespace, plain: Any) -> int:
+    if not args.from_reviews:
+        if not args.data:
+            print("gateway train: DATA is required (or use --from-reviews)", file=sys.stderr)
+            return 2
+        return int(plain(args))
+    reviews = asyncio.run(_reviews(load_settings().db_url))
+    base = Path(args.data) if args.data else _seed_corpus()
+    with tempfile.TemporaryDirectory() as tmp:
+        merged = Path(tmp) / "train_with_reviews.jsonl"
+        count = merge(base, args.text_col, args.label_col, reviews, merged)
+        print(f"training on {base.name} plus {len(reviews)} moderator-confirmed examples ({count} rows)", file=sys.stderr)
+        args.data, args.text_col, args.label_col = str(merged), "text", "label"
+        return int(plain(args))
+
+
+async def _reviews(url: str) -> list[tuple[str, str]]:
+    db = Database(url)
+    try:
+        body = await examples_csv(db)
+    finally:
+        await db.close()
+    return [(row["text"], row["label"]) for row in csv.DictReader(io.StringIO(body))]
+
+
+def _seed_corpus() -> Path:
+    from nlp.loader import SEED_CORPUS_PATH
+
+    return SEED_CORPUS_PATH
+
+
+def merge(base: Path, text_col: str, label_col: str, reviews: list[tuple[str, str]], out: Path) -> int:
+    """Write the base rows and the reviews as JSONL; with splits in the base, reviews go to ``train``."""
+    from nlp.dataio import read_rows
+
+    rows = read_rows(base)
+    split = any(row.get("split") for row in rows)  # reviews join the train split, if there are splits
+    with out.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            record = {"text": row[text_col], "label": row[label_col]}
+            if split:
+                record["split"] = row.get("split") or "train"
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        for text, label in reviews:
+            record = {"text": text, "label": label, **({"split": "train"} if split else {})}
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return len(rows) + len(reviews)
