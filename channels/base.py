@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from gateway.models import InboundMessage, OutboundMessage, SendResult
+from gateway.models import DeliveryReport, InboundMessage, OutboundMessage, SendResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +84,14 @@ class SupportsHandshake(Protocol):
     """Channels whose provider checks the callback URL with a GET (WeChat/Weibo ``echostr``)."""
 
     def handshake(self, req: RawRequest, acct: Account) -> RawResponse: ...
+
+
+@runtime_checkable
+class SupportsDeliveryReports(Protocol):
+    """Channels whose provider reports what became of a sent message (Twilio ``StatusCallback``),
+    served at ``POST /channels/{channel}/{account}/status`` after ``verify``."""
+
+    def parse_delivery_report(self, req: RawRequest, acct: Account) -> DeliveryReport: ...
 
 
 class BaseChannel:

@@ -5,7 +5,7 @@ opt-out keywords (STOP/UNSUBSCRIBE/退订, START/订阅, HELP/帮助) parsed int
 ``unsubscribe`` / ``subscribe`` / ``help``, which the core records on the resident's ``Contact``
 (``Pipeline._note_events``: the ``notify`` task then sends nothing to an opted-out number), and
 the choice of provider per account (``channels/sms_providers.py``). Delivery callbacks are
-served by ``gateway/sms_routes.py``. Several SMS from one number
+served by the core's ``/channels/sms/{account}/status`` (``parse_delivery_report``). Several SMS from one number
 within the session window are stitched into one report by the core, as for WeChat.
 """
 
@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 
 from channels.base import Account, BaseChannel, RawRequest, RawResponse, Reply
 from channels.errors import BadPayload, ChannelMisconfigured, SendRejected
-from channels.sms_providers import PROVIDERS, SmsProvider, SmsStatus, media_kind
-from gateway.models import InboundMessage, MediaRef, MessageKind, OutboundMessage, SendResult
+from channels.sms_providers import PROVIDERS, SmsProvider, media_kind
+from gateway.models import DeliveryReport, InboundMessage, MediaRef, MessageKind, OutboundMessage, SendResult
 
 # Twilio's default opt-out keywords plus the Chinese ones residents use.
 # https://help.twilio.com/articles/223134027 (Twilio support for opt-out keywords)
@@ -117,8 +117,9 @@ class SmsChannel(BaseChannel):
             )
         ]
 
-    def parse_status(self, req: RawRequest, acct: Account) -> SmsStatus:
-        return self.provider(acct).parse_status(req, acct)
+    def parse_delivery_report(self, req: RawRequest, acct: Account) -> DeliveryReport:
+        """``SupportsDeliveryReports``: the provider's status callback (delivered, failed, ...)."""
+        return self.provider(acct).parse_delivery_report(req, acct)
 
     def ack(self, req: RawRequest, acct: Account, msgs: Sequence[InboundMessage], reply: Reply) -> RawResponse:
         """TwiML (or the provider's equivalent) carrying the core's reply (keyword answers included)."""

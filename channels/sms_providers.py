@@ -4,7 +4,7 @@
 E.164 numbers, the ``sms`` channel name); a provider only speaks its wire protocol:
 
 - ``verify`` / ``parse_inbound`` / ``ack`` for the inbound webhook,
-- ``parse_status`` for delivery callbacks,
+- ``parse_delivery_report`` for delivery callbacks,
 - ``send`` and ``fetch_media``, which block (SDK, HTTP) and so run in workers or threads only.
 
 A new provider is one class here (or in a plugin) plus one entry in ``PROVIDERS``; an account
@@ -31,7 +31,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from channels.base import Account, RawRequest, RawResponse
 from channels.errors import BadPayload, ChannelMisconfigured, InvalidSignature, SendRejected, SendRetryable
-from gateway.models import MessageKind, SendResult
+from gateway.models import DeliveryReport, MessageKind, SendResult
 
 TWILIO_API = "https://api.twilio.com"
 MAX_MEDIA = 10
@@ -57,16 +57,6 @@ class SmsInbound:
     raw: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class SmsStatus:
-    """A delivery report: the provider's message id, our state name and the provider's error."""
-
-    external_id: str
-    state: str  # sent | delivered | failed | undelivered
-    error_code: str | None = None
-    opted_out: bool = False  # the provider says the recipient has opted out (Twilio 21610)
-
-
 class SmsProvider(Protocol):
     name: ClassVar[str]
 
@@ -74,7 +64,7 @@ class SmsProvider(Protocol):
 
     def parse_inbound(self, req: RawRequest, acct: Account) -> SmsInbound: ...
 
-    def parse_status(self, req: RawRequest, acct: Account) -> SmsStatus: ...
+    def parse_delivery_report(self, req: RawRequest, acct: Account) -> DeliveryReport: ...
 
     def ack(self, text: str | None) -> RawResponse: ...
 
@@ -183,13 +173,16 @@ class TwilioProvider:
             raw=dict(form),
         )
 
-    def parse_status(self, req: RawRequest, acct: Account) -> SmsStatus:
+    def parse_delivery_report(self, req: RawRequest, acct: Account) -> DeliveryReport:
         form = form_params(req.body)
-        sid, status = form.get("MessageSid") or form.get("SmsSid"), form.get("MessageStatus") or form.get("SmsStatus")
+        sid, status = (
+            form.get("MessageSid") or form.get("SmsSid"),
+            form.get("MessageStatus") or form.get("DeliveryReport"),
+        )
         if not sid or not status:
             raise BadPayload("status callback without MessageSid/MessageStatus", fields={"MessageSid": "required"})
         error = form.get("ErrorCode") or None
-        return SmsStatus(sid, _STATUS.get(status.lower(), "sent"), error, opted_out=error in OPTED_OUT_ERRORS)
+        return DeliveryReport(sid, _STATUS.get(status.lower(), "sent"), error, opted_out=error in OPTED_OUT_ERRORS)
 
     def ack(self, text: str | None) -> RawResponse:
         twiml = MessagingResponse()

@@ -10,7 +10,7 @@ Blocking (wechatpy uses requests): called from worker threads only, never the ev
 - Media arrive as ``MediaId`` handles valid 3 days (``media/get``); a video answers JSON with a
   ``video_url`` to download instead of the bytes.
   https://developers.weixin.qq.com/doc/offiaccount/Asset_Management/Get_temporary_materials.html
-- The access token lives in ``gateway.tokens`` (Redis when configured) so every process shares
+- The access token lives in ``channels.tokens`` (Redis when configured) so every process shares
   one. wechatpy's own token retry recurses without bound, so it is off: a token error
   (40001/40014/42001) refreshes the token and retries once, here.
 
@@ -146,7 +146,7 @@ class WeChatApi:
 
     def _token_store(self, acct: Account) -> Any:
         if self._tokens is None:
-            from gateway.tokens import token_store
+            from channels.tokens import token_store
 
             self._tokens = token_store(acct.get("redis_url"))
         return self._tokens

@@ -22,7 +22,6 @@ from gateway import (
     ops,
     outbox,
     ratings,
-    sms_routes,
     webform,
 )
 from gateway.classify import NlpClassifier, PlaceholderClassifier, ReportClassifier
@@ -70,7 +69,6 @@ def create_app(
         ops.routes()
         + api.routes()
         + webform.routes()
-        + sms_routes.routes()
         + open311_routes.routes()
         + channel_routes.routes()
         + dispatch_routes.routes()

@@ -14,9 +14,18 @@ from collections.abc import Mapping
 from aiohttp import web
 from multidict import MultiDict
 
-from channels.base import Account, BaseChannel, RawRequest, RawResponse, Reply, SupportsHandshake
+from channels.base import (
+    Account,
+    BaseChannel,
+    RawRequest,
+    RawResponse,
+    Reply,
+    SupportsDeliveryReports,
+    SupportsHandshake,
+)
 from channels.errors import BadPayload, InvalidSignature, PayloadTooLarge
 from gateway import keys
+from gateway.notify import record_delivery_report
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +110,36 @@ async def channel_endpoint(request: web.Request) -> web.Response:
     return _to_web(channel.ack(raw, acct, msgs, reply))
 
 
+async def delivery_report_endpoint(request: web.Request) -> web.Response:
+    """``POST /channels/{channel}/{account}/status``: what became of a message we sent."""
+    name, acct_name = request.match_info["channel"], request.match_info["account"]
+    channel = request.app[keys.CHANNELS].get(name)
+    acct = request.app[ACCOUNTS].get((name, acct_name))
+    if not isinstance(channel, SupportsDeliveryReports) or acct is None:
+        raise web.HTTPNotFound(text=f"no delivery reports for {name}/{acct_name}")
+    log_extra = {"channel": name, "account": acct_name}
+    try:
+        raw = await raw_request(request, channel.max_body_bytes)
+        channel.verify(raw, acct)
+        report = channel.parse_delivery_report(raw, acct)
+    except InvalidSignature as exc:
+        log.warning("delivery report refused: bad signature", extra={**log_extra, "reason": str(exc)})
+        raise web.HTTPForbidden(text="invalid signature") from None
+    except PayloadTooLarge as exc:
+        raise web.HTTPRequestEntityTooLarge(max_size=channel.max_body_bytes, actual_size=0, text=str(exc)) from None
+    except BadPayload as exc:
+        log.warning("delivery report refused: bad payload", extra={**log_extra, "reason": str(exc)})
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    known = await record_delivery_report(request.app[keys.PIPELINE], name, report)
+    log.info(
+        "delivery report", extra={**log_extra, "state": report.state, "known": known, "error_code": report.error_code}
+    )
+    return web.Response(status=204)
+
+
 def routes() -> list[web.AbstractRouteDef]:
     return [
         web.route("*", "/channels/{channel}", channel_endpoint),
         web.route("*", "/channels/{channel}/{account}", channel_endpoint),
+        web.post("/channels/{channel}/{account}/status", delivery_report_endpoint),
     ]

@@ -89,3 +89,13 @@ class SendResult:
     external_id: str | None = None
     status: str = "sent"
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """What became of a message we sent: the provider's message id, our state, its error."""
+
+    external_id: str
+    state: str  # sent | delivered | failed | undelivered
+    error_code: str | None = None
+    opted_out: bool = False  # the provider says the recipient has opted out (e.g. Twilio 21610)

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
 from channels.errors import ChannelMisconfigured, SendRejected, SendRetryable
 from gateway.db import Contact, Notification
-from gateway.models import OutboundMessage
+from gateway.models import DeliveryReport, OutboundMessage
 from gateway.tasks import Retry, TaskContext
+
+if TYPE_CHECKING:
+    from gateway.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 MAX_SEND_ATTEMPTS = 8
@@ -69,3 +73,38 @@ async def _record(
         n.error = error
         if external_id:
             n.external_id = external_id
+
+
+# A late report never moves a notification back (Twilio may post "sent" after "delivered").
+_RANK = {"pending": 0, "sent": 1, "undelivered": 2, "failed": 2, "delivered": 3}
+
+
+async def record_delivery_report(pipeline: Pipeline, channel: str, report: DeliveryReport) -> bool:
+    """Record a provider's delivery report on its notification; False when no notification has that id.
+
+    A report that the recipient opted out at the provider (they replied STOP there) marks the
+    contact, so nothing more is sent.
+    """
+    now = pipeline.clock()
+    async with pipeline.unit() as s:
+        n = await s.scalar(
+            select(Notification)
+            .where(Notification.channel == channel, Notification.external_id == report.external_id)
+            .with_for_update()
+        )
+        if n is None:
+            return False
+        if _RANK.get(report.state, 0) >= _RANK.get(n.state, 0):
+            n.state = report.state
+            if report.error_code:
+                n.error = f"provider error {report.error_code}"
+            n.updated_at = now
+        if report.opted_out:
+            contact = await s.scalar(
+                select(Contact).where(Contact.channel == channel, Contact.address == n.recipient).with_for_update()
+            )
+            if contact is None:
+                contact = Contact(channel=channel, address=n.recipient, created_at=now)
+                s.add(contact)
+            contact.opted_out, contact.opted_out_at = True, now
+    return True

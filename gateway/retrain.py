@@ -51,7 +51,9 @@ def _train(args: argparse.Namespace, plain: Any) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         merged = Path(tmp) / "train_with_reviews.jsonl"
         count = merge(base, args.text_col, args.label_col, reviews, merged)
-        print(f"training on {base.name} plus {len(reviews)} moderator-confirmed examples ({count} rows)", file=sys.stderr)
+        print(
+            f"training on {base.name} plus {len(reviews)} moderator-confirmed examples ({count} rows)", file=sys.stderr
+        )
         args.data, args.text_col, args.label_col = str(merged), "text", "label"
         return int(plain(args))
 

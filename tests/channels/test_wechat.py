@@ -25,7 +25,7 @@ from gateway.app import create_app
 from gateway.classify import PlaceholderClassifier
 from gateway.db import Contact, Media, Message, Notification, Report
 from gateway.models import OutboundMessage
-from gateway.tokens import MemoryTokenStore
+from channels.tokens import MemoryTokenStore
 from tests.fakes.wechat_api import APP_ID, APP_SECRET, FakeWeChatApi
 from tests.harness import IncomingCase, OutgoingCase, Prepared, run_incoming
 
@@ -641,7 +641,7 @@ async def test_status_change_notifies_the_resident_through_the_task(wx: Any, run
 async def test_token_shared_between_processes_through_redis(fake: FakeWeChatApi, redis_url: str) -> None:
     import redis
 
-    from gateway.tokens import RedisTokenStore
+    from channels.tokens import RedisTokenStore
 
     web_process = wechat_api.WeChatApi(tokens=RedisTokenStore(redis.Redis.from_url(redis_url)))
     worker = wechat_api.WeChatApi(tokens=RedisTokenStore(redis.Redis.from_url(redis_url)))
