@@ -7,7 +7,7 @@ path) at increasing concurrency, and prints throughput and p50/p99 latency besid
 aiohttp handler that only reads the body and answers ``success``. Each server runs in its own
 process; the client is this process.
 
-    .venv/bin/python bench/wechat_callback.py [--requests 400] [--concurrency 1,8,32,64] [--database-url URL]
+    .venv/bin/python bench/wechat.py [--requests 400] [--concurrency 1,8,32,64] [--database-url URL]
 
 Default database: a fresh SQLite file (embedded mode). Pass a ``postgresql+asyncpg://`` URL for
 the production backend. Not a test: it prints figures.
