@@ -13,10 +13,12 @@ unknown event is parsed into an ``event`` message or an empty list and acknowled
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from channels.errors import BadPayload
 from gateway.models import DeliveryReport, InboundMessage, OutboundMessage, SendResult
 
 
@@ -60,6 +62,17 @@ class Account:
 
     def redacted(self) -> dict[str, Any]:
         return {k: ("***" if k in self.secret_fields and v else v) for k, v in self.settings.items()}
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or ``BadPayload`` saying why not."""
+    try:
+        data = json.loads(body or b"null")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadPayload(f"body is not valid JSON: {exc}", fields={"body": "invalid JSON"}) from None
+    if not isinstance(data, dict):
+        raise BadPayload("body must be a JSON object", fields={"body": "expected an object"})
+    return data
 
 
 @runtime_checkable

@@ -6,7 +6,6 @@ stored before parsing) and hands the fields here; JSON bodies come as ``RawReque
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import uuid
@@ -14,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from channels.base import Account, BaseChannel, RawRequest
+from channels.base import Account, BaseChannel, RawRequest, json_object
 from channels.errors import BadPayload
 from gateway.models import InboundMessage, Location, LocationSource, MediaRef, MessageKind
 
@@ -32,12 +31,7 @@ class WebChannel(BaseChannel):
         return None  # a public form: abuse is limited by size caps and rate limits, not signatures
 
     def parse(self, req: RawRequest, acct: Account) -> list[InboundMessage]:
-        try:
-            data = json.loads(req.body or b"null")
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadPayload(f"body is not valid JSON: {exc}", fields={"body": "invalid JSON"}) from None
-        if not isinstance(data, dict):
-            raise BadPayload("body must be a JSON object", fields={"body": "expected an object"})
+        data = json_object(req.body)
         sender = req.headers.get("X-Client-Id") or uuid.uuid4().hex
         return [self.message_from_fields(data, (), sender=sender, idempotency_key=req.headers.get("Idempotency-Key"))]
 

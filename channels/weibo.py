@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import requests
 
-from channels.base import Account, BaseChannel, RawRequest, RawResponse, Reply
+from channels.base import Account, BaseChannel, RawRequest, RawResponse, Reply, json_object
 from channels.errors import BadPayload, ChannelMisconfigured, InvalidSignature, SendRejected, SendRetryable
 from channels.sms_providers import HTTP_TIMEOUT_S, http_get_capped
 from gateway.models import InboundMessage, Location, LocationSource, MediaRef, MessageKind, OutboundMessage, SendResult
@@ -83,12 +83,7 @@ class WeiboChannel(BaseChannel):
         return RawResponse(status=200, body=req.query.get("echostr", "").encode("utf-8"))
 
     def parse(self, req: RawRequest, acct: Account) -> list[InboundMessage]:
-        try:
-            data = json.loads(req.body or b"null")
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadPayload(f"body is not valid JSON: {exc}", fields={"body": "invalid JSON"}) from None
-        if not isinstance(data, dict):
-            raise BadPayload("body must be a JSON object", fields={"body": "expected an object"})
+        data = json_object(req.body)
         missing = {k: "required" for k in ("type", "sender_id", "created_at") if data.get(k) in (None, "")}
         if missing:
             raise BadPayload("Weibo push without " + ", ".join(missing), fields=missing)

@@ -186,14 +186,14 @@ class Pipeline:
             report = None if complete else await self._open_draft(s, first, now)
             if report is None and closing:
                 for m in fresh:
-                    s.add(_message_row(m, None))
+                    s.add(message_row(m, None))
                 return _Outcome(None, reply=replies.NOTHING_OPEN)
             outcome = _Outcome(report)
             if report is None:
                 report = await self._new_report(s, first, now, idempotency_key)
                 outcome = _Outcome(report, created=True)
             for m in fresh:
-                msg_row = _message_row(m, report.id)
+                msg_row = message_row(m, report.id)
                 s.add(msg_row)
                 await s.flush()
                 if not (closing and replies.is_close_word(m.text)):
@@ -551,7 +551,8 @@ def after_commit(s: AsyncSession, task: str, *args: Any, delay: float = 0) -> No
     s.info.setdefault("enqueue", []).append((task, args, delay))
 
 
-def _message_row(m: InboundMessage, report_id: int | None) -> Message:
+def message_row(m: InboundMessage, report_id: int | None) -> Message:
+    """The stored form of an inbound message."""
     return Message(
         report_id=report_id,
         channel=m.channel,

@@ -29,7 +29,7 @@ from gateway.casenumber import is_case_number
 from gateway.db import History, Message, Rating, Report
 from gateway.lifecycle import Status
 from gateway.models import InboundMessage, MessageKind
-from gateway.pipeline import IntakeResult
+from gateway.pipeline import IntakeResult, message_row
 from gateway.settings import signing_key
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ class Ratings:
             report = await self._awaiting(s, m.channel, m.sender, now)
             if report is None:
                 return None
-            s.add(_message_row(m, report.id))
+            s.add(message_row(m, report.id))
             await store_rating(s, report, score, comment, source="message", actor=m.sender, now=now)
             result = IntakeResult(
                 report.id, report.case_number, report.status, reply=replies.rating_thanks(report.case_number, score)
@@ -117,20 +117,6 @@ class Ratings:
             .order_by(History.at.desc())
             .limit(1)
         )
-
-
-def _message_row(m: InboundMessage, report_id: int) -> Message:
-    return Message(
-        report_id=report_id,
-        channel=m.channel,
-        channel_message_id=m.channel_message_id,
-        account=m.account,
-        sender=m.sender,
-        kind=str(m.kind),
-        text=m.text,
-        received_at=m.received_at,
-        raw=m.raw,
-    )
 
 
 def install(pipeline: Pipeline) -> Ratings:
