@@ -430,7 +430,9 @@ class Pipeline:
             text = "\n".join(p for p in (report.title, report.text) if p)
         started = time.perf_counter()
         result = await self.classifier.classify(text)
-        twins = await self._likely_duplicates(report)
+        # Only a report that would go straight to dispatch needs the (costlier) twin check.
+        will_dispatch = bool(result.code) and not result.needs_review and not result.urgent
+        twins = await self._likely_duplicates(report) if will_dispatch else []
         if self.metrics:
             self.metrics.pipeline_seconds.labels(stage="classify").observe(time.perf_counter() - started)
         async with self.unit() as s:
