@@ -30,6 +30,7 @@ test: $(VENV)/.dev-installed
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check gateway channels nlp adapters tests bench
 	$(BIN)/ruff format --check gateway channels adapters
+	$(BIN)/mypy gateway channels adapters nlp
 
 migrate: $(VENV)/.run-installed
 	$(BIN)/gateway migrate

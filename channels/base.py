@@ -123,6 +123,12 @@ class BaseChannel:
         """
         return {"default": Account("default")}
 
+    def verify(self, req: RawRequest, acct: Account) -> None:
+        raise NotImplementedError(f"channel {self.name!r} must check its provider's signature")
+
+    def parse(self, req: RawRequest, acct: Account) -> list[InboundMessage]:
+        raise NotImplementedError(f"channel {self.name!r} must parse its provider's payload")
+
     def ack(self, req: RawRequest, acct: Account, msgs: Sequence[InboundMessage], reply: Reply) -> RawResponse:
         return RawResponse(status=200, body=b"success")
 

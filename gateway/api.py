@@ -49,7 +49,7 @@ async def read_report_post(request: web.Request) -> InboundMessage:
             fields, photos = await _read_multipart(request)
             return _web.message_from_fields(fields, photos, sender=sender, idempotency_key=key)
         if ctype == "application/x-www-form-urlencoded":
-            form = dict(await request.post())
+            form: dict[str, Any] = dict(await request.post())
             loc = {k: form.pop(k) for k in ("lat", "lng", "address") if k in form}
             if any(loc.values()):
                 form["location"] = loc
@@ -162,7 +162,10 @@ async def create_report(request: web.Request) -> web.Response:
         "duplicate": result.duplicate,
     }
     return web.json_response(
-        body, status=200 if result.duplicate else 201, headers={"Location": body["status_url"]}, dumps=_dumps
+        body,
+        status=200 if result.duplicate else 201,
+        headers={"Location": status_url(request, result.case_number)},
+        dumps=_dumps,
     )
 
 

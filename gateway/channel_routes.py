@@ -29,11 +29,11 @@ from gateway.notify import record_delivery_report
 
 log = logging.getLogger(__name__)
 
-ACCOUNTS = web.AppKey("channel_accounts", dict)  # (channel, account) -> Account
+ACCOUNTS: web.AppKey[dict[tuple[str, str], Account]] = web.AppKey("channel_accounts")  # (channel, account) -> Account
 
 
 def load_accounts(
-    channels: Mapping[str, BaseChannel], settings: Mapping[str, object]
+    channels: dict[str, BaseChannel], settings: Mapping[str, object]
 ) -> dict[tuple[str, str], Account]:
     found: dict[tuple[str, str], Account] = {}
     for name, channel in channels.items():
@@ -115,13 +115,14 @@ async def delivery_report_endpoint(request: web.Request) -> web.Response:
     name, acct_name = request.match_info["channel"], request.match_info["account"]
     channel = request.app[keys.CHANNELS].get(name)
     acct = request.app[ACCOUNTS].get((name, acct_name))
-    if not isinstance(channel, SupportsDeliveryReports) or acct is None:
+    if channel is None or not isinstance(channel, SupportsDeliveryReports) or acct is None:
         raise web.HTTPNotFound(text=f"no delivery reports for {name}/{acct_name}")
+    reporter: SupportsDeliveryReports = channel
     log_extra = {"channel": name, "account": acct_name}
     try:
         raw = await raw_request(request, channel.max_body_bytes)
         channel.verify(raw, acct)
-        report = channel.parse_delivery_report(raw, acct)
+        report = reporter.parse_delivery_report(raw, acct)
     except InvalidSignature as exc:
         log.warning("delivery report refused: bad signature", extra={**log_extra, "reason": str(exc)})
         raise web.HTTPForbidden(text="invalid signature") from None

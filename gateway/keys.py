@@ -15,17 +15,13 @@ if TYPE_CHECKING:
     from gateway.settings import Settings
     from gateway.tasks import TaskContext, TaskRunner
 
-SETTINGS = web.AppKey("settings", "Settings")
-DB = web.AppKey("db", "Database")
-PIPELINE = web.AppKey("pipeline", "Pipeline")
-RUNNER = web.AppKey("runner", "TaskRunner")
-TASK_CONTEXT = web.AppKey("task_context", "TaskContext")
-METRICS = web.AppKey("metrics", "Metrics")
-MEDIA = web.AppKey("media", "MediaStore")
-REDIS = web.AppKey("redis", Any)
-HTTP = web.AppKey("http", ClientSession)
-CHANNELS = web.AppKey("channels", dict)  # name -> channel instance
-
-__all__ = ["CHANNELS", "DB", "HTTP", "MEDIA", "METRICS", "PIPELINE", "REDIS", "RUNNER", "SETTINGS", "TASK_CONTEXT"]
-if TYPE_CHECKING:
-    _ = (BaseChannel, Database, MediaStore, Metrics, Pipeline, Settings, TaskContext, TaskRunner)
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+DB: web.AppKey[Database] = web.AppKey("db")
+PIPELINE: web.AppKey[Pipeline] = web.AppKey("pipeline")
+RUNNER: web.AppKey[TaskRunner] = web.AppKey("runner")
+TASK_CONTEXT: web.AppKey[TaskContext] = web.AppKey("task_context")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+MEDIA: web.AppKey[MediaStore] = web.AppKey("media")
+REDIS: web.AppKey[Any] = web.AppKey("redis")  # redis.asyncio.Redis when GATEWAY_REDIS_URL is set
+HTTP: web.AppKey[ClientSession] = web.AppKey("http")
+CHANNELS: web.AppKey[dict[str, BaseChannel]] = web.AppKey("channels")  # name -> channel instance

@@ -19,7 +19,7 @@ def openapi_document(public_url: str) -> dict[str, Any]:
             "fields": {"type": "object", "additionalProperties": {"type": "string"}},
         },
     }
-    new_report = {
+    new_report: dict[str, Any] = {
         "type": "object",
         "required": ["text"],
         "properties": {

@@ -36,6 +36,8 @@ class Backend(Protocol):
 
     def top_features(self, ctx: Any, row: int, label_idx: int, k: int = 3) -> list[str]: ...
 
+    def save(self, model_dir: Path) -> None: ...
+
 
 @dataclass
 class LabelSpace:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .calibration import choose_thresholds, coverage_at, expected_calibration_error, fit_temperature, softmax
-from .model import LabelSpace, write_meta
+from .model import Backend, LabelSpace, write_meta
 from .segment import normalize
 from .taxonomy import Taxonomy
 
@@ -98,6 +98,7 @@ def train_model(
     texts = list(texts)
     labels = list(labels)
 
+    model_backend: Backend
     if backend == "transformer":
         from .transformer import TransformerParams, train_transformer
 
@@ -116,8 +117,13 @@ def train_model(
             cal_labels = [labels[i] for i in cal_idx]
         fit_norm = _normalize_all(fit_texts, progress, "normalize")
         model_backend = train_transformer(
-            fit_norm, np.asarray([index[lb] for lb in fit_labels]), label_list, base_model, params_t,
-            seed=seed, progress=progress,
+            fit_norm,
+            np.asarray([index[lb] for lb in fit_labels]),
+            label_list,
+            base_model,
+            params_t,
+            seed=seed,
+            progress=progress,
         )
         cal_norm = _normalize_all(cal_texts, False, "normalize dev")
         cal_logits = model_backend.logits(cal_norm)[0] if cal_norm else np.zeros((0, len(label_list)))
@@ -131,8 +137,15 @@ def train_model(
         norm = _normalize_all(texts, progress, "normalize")
         y = np.asarray([index[lb] for lb in labels])
         model_backend, oof = train_linear(
-            norm, y, label_list, domain_words, params_l, seed=seed, cv_folds=cv_folds,
-            groups=groups, progress=say,
+            norm,
+            y,
+            label_list,
+            domain_words,
+            params_l,
+            seed=seed,
+            cv_folds=cv_folds,
+            groups=groups,
+            progress=say,
         )
         # Held-out scores for calibration and thresholds: out-of-fold scores of the training data
         # and the full model's scores of the dev data, pooled (more evidence, steadier thresholds).
@@ -177,10 +190,16 @@ def train_model(
     }
 
     fingerprint = data_fingerprint(
-        texts, labels,
-        {"backend": backend, "params": params_dump, "seed": seed, "code": CODE_VERSION,
-         "taxonomy": taxonomy.sha256 if taxonomy else None,
-         "dev": data_fingerprint(list(dev_texts or []), list(dev_labels or []))},
+        texts,
+        labels,
+        {
+            "backend": backend,
+            "params": params_dump,
+            "seed": seed,
+            "code": CODE_VERSION,
+            "taxonomy": taxonomy.sha256 if taxonomy else None,
+            "dev": data_fingerprint(list(dev_texts or []), list(dev_labels or [])),
+        },
     )
     version = f"{version_prefix}{model_backend_kind}-{fingerprint[:12]}"
     if out.exists():
@@ -188,6 +207,7 @@ def train_model(
     out.mkdir(parents=True)
     model_backend.save(out)
     counts = {lb: labels.count(lb) for lb in label_list}
+    train_seconds = round(time.perf_counter() - started, 2)
     meta = {
         "version": version,
         "backend": model_backend_kind,
@@ -205,7 +225,7 @@ def train_model(
         "calibration": cal_metrics,
         "train": {
             "n": len(texts),
-            "seconds": round(time.perf_counter() - started, 2),
+            "seconds": train_seconds,
             "data_sha256": fingerprint,
             "code_version": CODE_VERSION,
             "python": platform.python_version(),
@@ -214,5 +234,5 @@ def train_model(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_meta(out, meta)
-    say(f"wrote {out} ({version}) in {meta['train']['seconds']} s")
+    say(f"wrote {out} ({version}) in {train_seconds} s")
     return meta

@@ -19,13 +19,13 @@ from wechatpy.crypto import WeChatCrypto
 from channels import wechat_api
 from channels.base import Account
 from channels.errors import ChannelMisconfigured, SendRejected, SendRetryable
+from channels.tokens import MemoryTokenStore
 from channels.wechat import WeChatChannel, signature, xml_fields
 from gateway import keys, replies
 from gateway.app import create_app
 from gateway.classify import PlaceholderClassifier
 from gateway.db import Contact, Media, Message, Notification, Report
 from gateway.models import OutboundMessage
-from channels.tokens import MemoryTokenStore
 from tests.fakes.wechat_api import APP_ID, APP_SECRET, FakeWeChatApi
 from tests.harness import IncomingCase, OutgoingCase, Prepared, run_incoming
 
