@@ -14,7 +14,8 @@ timestamp window against replays). The outcome of a send is one of
 - ``retryable``: timeout, connection error, 5xx, 408 and 429 (Saleor and GitHub webhooks treat
   these as transient too);
 - ``rejected``: any other status (a 4xx means the receiver refuses this body; retrying the same
-  body would not help, an operator must look and replay).
+  body would not help, an operator must look and replay). Redirects are not followed: a 3xx
+  is rejected too (the configured URL is wrong).
 
 This module knows nothing about storage: the outbox (``gateway/outbox.py``) records attempts.
 """
@@ -158,7 +159,11 @@ async def send(
     started = time.perf_counter()
     try:
         async with session.post(
-            target.url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
+            target.url,
+            data=body,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+            allow_redirects=False,  # a followed 301/302 becomes a GET: its 200 is no delivery
         ) as resp:
             text = await resp.text(errors="replace")
             status = resp.status

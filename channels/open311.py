@@ -32,6 +32,8 @@ FORMATS = {"json": "application/json", "xml": "text/xml"}
 CLOSED = frozenset({"resolved", "closed", "rejected", "spam", "merged"})
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 _ATTRIBUTE = re.compile(r"^attribute\[([A-Za-z0-9_\-]{1,64})\]$")
+# Characters XML 1.0 forbids (ElementTree writes them as they are, making the document invalid).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,4 +256,4 @@ def _xml_text(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    return _NOT_XML.sub("", str(value))

@@ -18,7 +18,7 @@ import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit, urlunsplit
 
 import requests
 from multidict import MultiDict
@@ -144,7 +144,8 @@ class TwilioProvider:
         validator = RequestValidator(token)
         algorithm = get_signature_algorithm(_header(req.headers, SIGNATURE_SETTINGS_HEADER))
         # JSON webhooks are signed over the URL only, with the body's hash in ``bodySHA256``.
-        params: Any = req.body.decode("utf-8", "replace") if "bodySHA256" in req.url else form_params(req.body)
+        json_body = "bodySHA256" in parse_qs(urlsplit(req.url).query)  # as the validator itself decides
+        params: Any = req.body.decode("utf-8", "replace") if json_body else form_params(req.body)
         # RequestValidator tries each URL with and without the default port, as Twilio documents.
         for url in _candidate_urls(req, acct):
             if validator.validate(url, params, signature, algorithm):

@@ -279,10 +279,14 @@ def _event(f: Mapping[str, str], base: dict[str, Any]) -> InboundMessage:
 
 
 def _coord(f: Mapping[str, str], key: str) -> float:
+    bound = 90 if key in ("Location_X", "Latitude") else 180  # X and Latitude are latitudes
     try:
-        return float(f[key])
+        value = float(f[key])
     except (KeyError, ValueError):
         raise BadPayload(f"missing or invalid {key}", fields={key: "a number is required"}) from None
+    if not -bound <= value <= bound:  # also false for NaN
+        raise BadPayload(f"{key} out of range", fields={key: f"a number from -{bound} to {bound}"})
+    return value
 
 
 def _cdata(text: str) -> str:

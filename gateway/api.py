@@ -86,6 +86,10 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
 async def _read_multipart(request: web.Request) -> tuple[dict[str, Any], list[MediaRef]]:
     settings = request.app[keys.SETTINGS]
     store = request.app[keys.MEDIA]
+    # The parts are capped one by one; the body as a whole gets the app's request cap.
+    budget = request.client_max_size
+    if request.content_length is not None and request.content_length > budget:
+        raise too_large(budget)
     reader = await request.multipart()
     fields: dict[str, Any] = {}
     location: dict[str, Any] = {}
@@ -100,6 +104,9 @@ async def _read_multipart(request: web.Request) -> tuple[dict[str, Any], list[Me
                 await part.release()
                 continue
             data = await _read_part(part, settings.max_photo_bytes)
+            budget -= len(data or b"")
+            if budget < 0:
+                raise too_large(request.client_max_size)
             if data is None:
                 errors["photos"] = f"each photo at most {settings.max_photo_bytes} bytes"
                 continue
@@ -113,6 +120,9 @@ async def _read_multipart(request: web.Request) -> tuple[dict[str, Any], list[Me
             photos.append(MediaRef(kind=MessageKind.IMAGE, sha256=stored.sha256, size=stored.size, content_type=kind))
             continue
         value = await _read_part(part, 64 * 1024)
+        budget -= len(value or b"")
+        if budget < 0:
+            raise too_large(request.client_max_size)
         if value is None:
             errors[part.name] = "field too long"
             continue

@@ -126,10 +126,14 @@ def _error(status: type[web.HTTPException], message: str, **extra: Any) -> web.H
 async def _read_body(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > MAX_CALLBACK_BYTES:
         raise _error(web.HTTPRequestEntityTooLarge, f"body larger than {MAX_CALLBACK_BYTES} bytes")
-    body = await request.content.read(MAX_CALLBACK_BYTES + 1)
-    if len(body) > MAX_CALLBACK_BYTES:
-        raise _error(web.HTTPRequestEntityTooLarge, f"body larger than {MAX_CALLBACK_BYTES} bytes")
-    return body
+    # ``content.read(n)`` returns what is buffered (maybe a part): read to the end, capped.
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > MAX_CALLBACK_BYTES:
+            raise _error(web.HTTPRequestEntityTooLarge, f"body larger than {MAX_CALLBACK_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def callback(request: web.Request) -> web.Response:

@@ -326,7 +326,7 @@ class Pipeline:
             loc = m.location
             if loc.lat is not None and loc.lng is not None:
                 report.location_lat, report.location_lng = loc.lat, loc.lng
-            report.location_address = loc.label or report.location_address
+            report.location_address = loc.label[:500] if loc.label else report.location_address  # the column's size
             report.location_source = str(loc.source)
         pending = []
         for ref in m.media:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 from sqlalchemy import func, select
@@ -124,6 +125,33 @@ async def test_multipart_rejects_non_images_and_too_many_photos(aiohttp_client, 
     form.add_field("photos", PNG, filename="2.png", content_type="image/png")
     resp = await client.post("/api/v1/reports", data=form)
     assert resp.status == 400 and "at most 1" in (await resp.json())["fields"]["photos"]
+    assert await count_reports(client) == 0
+
+
+async def test_multipart_body_over_the_request_cap_is_413(aiohttp_client, make_settings, runner):
+    """Text parts were each capped at 64 KB but not in total: a post with many fields was held
+    in memory whole. The multipart body as a whole is capped like any other request body."""
+    from gateway.app import create_app
+    from gateway.classify import PlaceholderClassifier
+
+    settings = make_settings(max_photos=1, max_photo_bytes=1024)
+    app = create_app(settings, classifier=PlaceholderClassifier(), runner=runner)
+    client = await aiohttp_client(app)
+    parts = [("text", "噪音扰民")] + [(f"f{i}", "x" * 60_000) for i in range(40)]  # over 1 MB + one photo
+    body = b"".join(
+        f'--B\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode() for name, value in parts
+    )
+    headers = {"Content-Type": "multipart/form-data; boundary=B"}
+    resp = await client.post("/api/v1/reports", data=io.BytesIO(body + b"--B--\r\n"), headers=headers)
+    assert resp.status == 413, await resp.text()
+
+    async def chunked():  # no Content-Length: the cap counts what was read
+        for i in range(0, len(body), 65536):
+            yield body[i : i + 65536]
+        yield b"--B--\r\n"
+
+    resp = await client.post("/api/v1/reports", data=chunked(), headers=headers)
+    assert resp.status == 413, await resp.text()
     assert await count_reports(client) == 0
 
 

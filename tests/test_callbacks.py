@@ -3,6 +3,7 @@ written to the history, and told to the resident on the channel the report came 
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -206,3 +207,20 @@ async def test_web_reports_are_not_sent_messages_their_status_page_shows_news(ga
     assert chan.sent == [] and await notifications(db) == []
     page = await client.get(f"/api/v1/reports/{case}")
     assert (await page.json())["status"] == "accepted"
+
+
+async def test_callback_body_arriving_in_pieces_is_read_whole(gateway, fake):
+    """A body split across TCP segments (chunked here) must be read to the end before the
+    signature check: ``StreamReader.read(n)`` returns what is buffered, not n bytes."""
+    client, _ = gateway
+    case = await dispatched_case(client)
+    body, headers = fake.signed(case, "accepted", "已派单至城管中队", callback_id="cb-pieces")
+
+    async def pieces():
+        for i in range(0, len(body), 16):
+            yield body[i : i + 16]
+            await asyncio.sleep(0.01)
+
+    resp = await client.post("/api/v1/dispatch/callback", data=pieces(), headers=headers)
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["status"] == "accepted"

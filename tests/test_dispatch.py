@@ -152,3 +152,28 @@ def test_verify_checks_secret_body_and_window(label, headers, ok):
         assert not ok, label
     else:
         assert ok, label
+
+
+async def test_a_redirect_is_not_a_delivery(aiohttp_server, http):
+    """A moved webhook URL answers 301/302; following it turns the POST into a GET whose 200
+    said nothing about the report, which was then marked delivered and never reached dispatch.
+    A redirect is the operator's to fix (the URL): rejected, dead-lettered, replayable."""
+    from aiohttp import web
+
+    got: list[str] = []
+
+    async def moved(request: web.Request) -> web.Response:
+        got.append(request.method)
+        raise web.HTTPFound("/landing")
+
+    async def landing(request: web.Request) -> web.Response:
+        got.append(request.method)
+        return web.Response(text="welcome")
+
+    app = web.Application()
+    app.router.add_post("/hooks/gateway", moved)
+    app.router.add_get("/landing", landing)
+    server = await aiohttp_server(app)
+    result = await dispatch.send(http, Target("default", str(server.make_url("/hooks/gateway")), "s"), "d-6", b"{}")
+    assert result.outcome is dispatch.Outcome.REJECTED and result.status_code == 302
+    assert got == ["POST"]  # the signed delivery was not sent on anywhere

@@ -297,3 +297,16 @@ def test_request_json_has_the_spec_fields_in_order() -> None:
         "Duplicate of ZW20261126000009",
         "0102",
     )
+
+
+async def test_xml_output_stays_well_formed_with_control_characters(o311: Any, runner: Any) -> None:
+    """Report text comes from residents on every channel; a control character (here U+0001 and
+    U+001B) is not allowed in XML 1.0 and used to break the whole public ``requests.xml`` feed."""
+    body = fx("post.form").replace(b"description=", b"description=%01%1B%E8%B7%AF%E7%81%AF")
+    case = (await (await create(o311, body)).json())[0]["service_request_id"]
+    await runner.idle()
+    for path in (f"{API}/requests.xml", f"{API}/requests/{case}.xml"):
+        resp = await o311.get(path)
+        assert resp.status == 200
+        root = ElementTree.fromstring(await resp.read())  # raises on a character XML forbids
+        assert "路灯" in (root.find("request/description").text or "")

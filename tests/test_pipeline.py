@@ -264,3 +264,16 @@ async def test_urgent_twins_still_go_straight_to_dispatch(env):
     b = await pipeline.intake([msg("g2", text=text, sender="wechat:b", complete=True)])
     assert await pipeline.classify_report(a.report_id) == "ready"
     assert await pipeline.classify_report(b.report_id) == "ready"
+
+
+async def test_a_location_label_longer_than_the_column_is_cut_not_a_crash(env):
+    """Channels pass a place name as it came (WeChat ``Label``); the address column holds 500
+    characters, and PostgreSQL refused a longer one, failing the request so the provider retried."""
+    pipeline, _, _ = env
+    label = "深圳市龙华区民治街道" * 60  # 600 characters
+    result = await pipeline.intake(
+        [msg("m-long", MessageKind.LOCATION, location=Location(lat=22.6, lng=114.0, label=label))]
+    )
+    async with pipeline.db.session() as s:
+        report = await s.get(Report, result.report_id)
+        assert report.location_address == label[:500]

@@ -153,6 +153,15 @@ INCOMING = [
         messages=0,
     ),
     IncomingCase("no signature", PATH, fixture="sms/text.form", headers=FORM, status=403, messages=0),
+    IncomingCase(
+        "'bodySHA256' in the URL but not as a query key (form body): 403, not a crash",
+        PATH,
+        fixture="sms/text.form",
+        query={"ref": "bodySHA256"},
+        prep=signed(),
+        status=403,
+        messages=0,
+    ),
     IncomingCase("missing From", PATH, fixture="sms/missing_from.form", prep=signed(), status=400, messages=0),
     IncomingCase(
         "HELP keyword: answered, nothing stored",

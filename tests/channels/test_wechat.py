@@ -27,7 +27,7 @@ from gateway.classify import PlaceholderClassifier
 from gateway.db import Contact, Media, Message, Notification, Report
 from gateway.models import OutboundMessage
 from tests.fakes.wechat_api import APP_ID, APP_SECRET, FakeWeChatApi
-from tests.harness import IncomingCase, OutgoingCase, Prepared, run_incoming
+from tests.harness import FIXTURES, IncomingCase, OutgoingCase, Prepared, run_incoming
 
 TOKEN = "citytoken2026"
 AES_KEY = base64.b64encode(bytes(range(32))).decode().rstrip("=")
@@ -333,6 +333,19 @@ CASES = [
         prep=signed(),
         status=400,
         body_contains="FromUserName",
+        messages=0,
+        reports=0,
+    ),
+    IncomingCase(
+        "location that is not a place (NaN, out of range)",
+        PATH,
+        body=(FIXTURES / "wechat" / "location.xml")
+        .read_text()
+        .replace("22.653100", "nan")
+        .replace("114.025400", "999"),
+        prep=signed(),
+        status=400,
+        body_contains="Location_X",
         messages=0,
         reports=0,
     ),
