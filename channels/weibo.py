@@ -27,6 +27,7 @@ import requests
 from channels.base import Account, BaseChannel, RawRequest, RawResponse, Reply, json_object
 from channels.errors import BadPayload, ChannelMisconfigured, InvalidSignature, SendRejected, SendRetryable
 from channels.sms_providers import HTTP_TIMEOUT_S, http_get_capped
+from channels.weibo_mentions import fetch_picture
 from gateway.models import InboundMessage, Location, LocationSource, MediaRef, MessageKind, OutboundMessage, SendResult
 
 _KINDS = {
@@ -63,6 +64,7 @@ class WeiboChannel(BaseChannel):
             "access_token": _secret(settings.get("weibo_access_token")),
             "reply_url": settings.get("weibo_reply_url"),
             "media_url": settings.get("weibo_media_url"),
+            "api_base": settings.get("weibo_api_base"),  # @-mentions (channels/weibo_mentions.py)
         }
         return {"default": Account("default", values, secret_fields=("app_secret", "access_token"))}
 
@@ -166,7 +168,10 @@ class WeiboChannel(BaseChannel):
         return SendResult(external_id=str(external) if external else None, status="sent")
 
     def fetch_media(self, ref: MediaRef, acct: Account) -> tuple[bytes, str]:
-        """``SupportsMediaFetch`` (gateway/mediafetch.py): download the ``tovfid`` with ``mss/msget``."""
+        """``SupportsMediaFetch`` (gateway/mediafetch.py): download the ``tovfid`` with ``mss/msget``,
+        or an @-mention's picture by its URL (fan-service media never carry a URL)."""
+        if ref.url:
+            return fetch_picture(ref.url, acct)
         provider_id = ref.provider_id or ""
         token, url = acct.get("access_token"), acct.get("media_url")
         if not token or not url:

@@ -18,6 +18,7 @@ from gateway import (
     channel_routes,
     dispatch_routes,
     keys,
+    mentions,
     open311_routes,
     ops,
     outbox,
@@ -143,10 +144,14 @@ def _pipeline(settings: Settings, classifier: ReportClassifier, runner: TaskRunn
         app[keys.TASK_CONTEXT] = task_ctx
         stop = asyncio.Event()
         sweeper = asyncio.create_task(_sweep_forever(pipeline, settings.sweep_interval_s, stop), name="sweeper")
+        poller = mentions.schedule(chosen, settings, stop)  # Weibo @-mentions; None when off (the default)
         yield
         # Let a sweep that is mid-query finish: cancelling it would abandon a query running in
         # aiosqlite's thread. Cancel only if it overruns the shutdown timeout.
         stop.set()
+        if poller is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(poller, timeout=settings.shutdown_timeout_s)
         try:
             await asyncio.wait_for(sweeper, timeout=settings.shutdown_timeout_s)
         except TimeoutError:

@@ -436,3 +436,18 @@ class PiiView(Base):
     report_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id", ondelete="SET NULL"), index=True)
     field: Mapped[str] = mapped_column(String(32))
     ip: Mapped[str | None] = mapped_column(String(64))
+
+
+# --------------------------------------------------------------------------- channel pollers
+
+
+class ChannelCursor(Base):
+    """Where a channel's poller stopped (e.g. the last Weibo @-mention id), so a restart resumes there."""
+
+    __tablename__ = "channel_cursors"
+
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -69,6 +69,12 @@ async def deliver_dispatch(ctx: TaskContext, delivery_id: int) -> None:
     await deliver(ctx, delivery_id)
 
 
+async def poll_weibo_mentions(ctx: TaskContext) -> None:
+    from gateway.mentions import poll_weibo_mentions as poll
+
+    await poll(ctx)
+
+
 # The explicit task table: name -> function. Queues group them for Celery workers.
 TASKS: dict[str, TaskFn] = {
     "classify_report": classify_report,
@@ -77,6 +83,7 @@ TASKS: dict[str, TaskFn] = {
     "deliver_dispatch": deliver_dispatch,
     "deliver_dispatch_urgent": deliver_dispatch,  # P1: its own queue, so a backlog never delays it
     "fetch_media": fetch_media,
+    "poll_weibo_mentions": poll_weibo_mentions,  # periodic, enqueued by gateway serve (gateway/mentions.py)
 }
 QUEUES: dict[str, str] = {
     "classify_report": "nlp",
@@ -85,6 +92,7 @@ QUEUES: dict[str, str] = {
     "deliver_dispatch": "dispatch",
     "deliver_dispatch_urgent": "dispatch_urgent",
     "fetch_media": "media",
+    "poll_weibo_mentions": "default",
 }
 MAX_ATTEMPTS = 8
 BACKOFF_BASE_S = 2.0
