@@ -102,6 +102,7 @@ class WeChatChannel(BaseChannel):
             "template_url": settings.get("wechat_template_url"),
             "redis_url": settings.get("redis_url"),
             "media_max_bytes": settings.get("media_fetch_max_bytes"),
+            "allow_plain": bool(settings.get("wechat_allow_plain")),
         }
         default = {
             "token": _plain(settings.get("wechat_token")),
@@ -145,6 +146,11 @@ class WeChatChannel(BaseChannel):
         else:
             if q.get("encrypt_type", "raw") != "raw" or q.get("msg_signature"):
                 raise InvalidSignature("encrypted callback without Encrypt")
+            # With an AES key the account is in safe or compatible mode, where WeChat always sends
+            # the encrypted form. A plain callback's signature does not cover its body, so taking
+            # one would let anyone who saw a callback URL post any message as any resident.
+            if acct.get("aes_key") and not acct.get("allow_plain"):
+                raise InvalidSignature("plain callback to an account in safe mode")
             _check(signature(token, timestamp, nonce), q.get("signature"), "signature")
         self._fresh(timestamp, acct)
 

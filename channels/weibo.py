@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -52,6 +53,7 @@ class WeiboChannel(BaseChannel):
     name: ClassVar[str] = "weibo"
     can_send: ClassVar[bool] = True
     max_body_bytes: ClassVar[int] = 64 * 1024
+    clock: Callable[[], float] = staticmethod(time.time)  # tests pin it
 
     @classmethod
     def accounts(cls, settings: Mapping[str, Any]) -> dict[str, Account]:
@@ -65,6 +67,7 @@ class WeiboChannel(BaseChannel):
             "reply_url": settings.get("weibo_reply_url"),
             "media_url": settings.get("weibo_media_url"),
             "api_base": settings.get("weibo_api_base"),  # @-mentions (channels/weibo_mentions.py)
+            "timestamp_window_s": settings.get("weibo_timestamp_window_s", 300),
         }
         return {"default": Account("default", values, secret_fields=("app_secret", "access_token"))}
 
@@ -79,6 +82,19 @@ class WeiboChannel(BaseChannel):
             raise InvalidSignature("missing signature, timestamp or nonce")
         if not hmac.compare_digest(signature(secret, ts, nonce), sig.lower()):
             raise InvalidSignature("Weibo signature does not match")
+        self._fresh(ts, int(acct.get("timestamp_window_s", 300)))
+
+    def _fresh(self, ts: str, window: int) -> None:
+        """Weibo signs the query, not the body: a stale timestamp bounds how long a captured
+        signature can be replayed with another body. Weibo sends milliseconds."""
+        if window <= 0:
+            return
+        try:
+            sent = int(ts) / (1000 if len(ts) > 11 else 1)
+        except ValueError:
+            raise InvalidSignature("timestamp is not a number") from None
+        if abs(self.clock() - sent) > window:
+            raise InvalidSignature("stale timestamp")
 
     def handshake(self, req: RawRequest, acct: Account) -> RawResponse:
         self.verify(req, acct)

@@ -42,6 +42,7 @@ async def read_report_post(request: web.Request) -> InboundMessage:
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key) <= MAX_KEY):
         raise bad_request({"Idempotency-Key": f"must be 1-{MAX_KEY} characters"})
+    # The HTML form's browser cookie (gateway/webform.py) or an API client's id; else one-off.
     sender = request.headers.get("X-Client-Id") or request.cookies.get("gw_client") or uuid.uuid4().hex
     ctype = request.content_type
     try:

@@ -9,7 +9,7 @@ failures propagate as 5xx so the provider retries.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from aiohttp import web
 from multidict import MultiDict
@@ -25,6 +25,7 @@ from channels.base import (
 )
 from channels.errors import BadPayload, InvalidSignature, PayloadTooLarge
 from gateway import keys
+from gateway.models import InboundMessage
 from gateway.notify import record_delivery_report
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,7 @@ log = logging.getLogger(__name__)
 ACCOUNTS: web.AppKey[dict[tuple[str, str], Account]] = web.AppKey("channel_accounts")  # (channel, account) -> Account
 
 
-def load_accounts(
-    channels: dict[str, BaseChannel], settings: Mapping[str, object]
-) -> dict[tuple[str, str], Account]:
+def load_accounts(channels: dict[str, BaseChannel], settings: Mapping[str, object]) -> dict[tuple[str, str], Account]:
     found: dict[tuple[str, str], Account] = {}
     for name, channel in channels.items():
         for acct_name, acct in type(channel).accounts(settings).items():
@@ -76,6 +75,18 @@ async def raw_request(request: web.Request, limit: int) -> RawRequest:
     )
 
 
+# Column sizes of what identifies a message (gateway/db.py): longer is a bad payload, not a 500.
+_LIMITS = {"sender": 255, "channel_message_id": 255, "account": 64}
+
+
+def _check_sizes(msgs: Sequence[InboundMessage]) -> None:
+    for m in msgs:
+        for name, limit in _LIMITS.items():
+            value = getattr(m, name) or ""
+            if len(value) > limit:
+                raise BadPayload(f"{name} longer than {limit} characters", fields={name: "too long"})
+
+
 async def channel_endpoint(request: web.Request) -> web.Response:
     name = request.match_info["channel"]
     acct_name = request.match_info.get("account", "default")
@@ -92,6 +103,7 @@ async def channel_endpoint(request: web.Request) -> web.Response:
             return _to_web(channel.handshake(raw, acct))
         channel.verify(raw, acct)
         msgs = channel.parse(raw, acct)
+        _check_sizes(msgs)
     except InvalidSignature as exc:
         log.warning("channel request refused: bad signature", extra={**log_extra, "reason": str(exc)})
         raise web.HTTPForbidden(text="invalid signature") from None

@@ -80,7 +80,7 @@ async def media(request: web.Request) -> web.Response:
         headers={
             "Cache-Control": "public, max-age=31536000, immutable",
             "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "default-src 'none'",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
         },
     )
 

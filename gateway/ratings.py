@@ -128,12 +128,14 @@ def install(pipeline: Pipeline) -> Ratings:
 # --------------------------------------------------------------------------- the web rating link
 
 
-def rating_token(settings: Settings, case: str) -> str:
-    return hmac.new(signing_key(settings, "rating-link"), case.encode(), hashlib.sha256).hexdigest()[:32]
+def rating_token(settings: Settings, case: str, sender: str) -> str:
+    """Bound to the case and to who reported it, so only the reporter's link rates it."""
+    message = f"{case}\n{sender}".encode()
+    return hmac.new(signing_key(settings, "rating-link"), message, hashlib.sha256).hexdigest()[:32]
 
 
-def rating_url(settings: Settings, case: str) -> str:
-    return f"{settings.public_url.rstrip('/')}/report/{case}/rate?t={rating_token(settings, case)}"
+def rating_url(settings: Settings, case: str, sender: str) -> str:
+    return f"{settings.public_url.rstrip('/')}/report/{case}/rate?t={rating_token(settings, case, sender)}"
 
 
 def _page(request: web.Request, status: int = 200, **ctx: object) -> web.Response:
@@ -143,12 +145,14 @@ def _page(request: web.Request, status: int = 200, **ctx: object) -> web.Respons
 async def _checked(request: web.Request, token: str) -> Report:
     case = request.match_info["case"]
     settings = request.app[keys.SETTINGS]
-    if not is_case_number(case) or not hmac.compare_digest(token.encode(), rating_token(settings, case).encode()):
+    report = None
+    if is_case_number(case):
+        async with request.app[keys.DB].session() as s:
+            report = await s.scalar(select(Report).where(Report.case_number == case))
+    # One answer for an unknown case and a wrong token: the page does not confirm case numbers.
+    expected = rating_token(settings, case, report.sender) if report is not None else ""
+    if report is None or not hmac.compare_digest(token.encode(), expected.encode()):
         raise web.HTTPForbidden(text=replies.RATING_BAD_LINK)
-    async with request.app[keys.DB].session() as s:
-        report = await s.scalar(select(Report).where(Report.case_number == case))
-    if report is None:
-        raise web.HTTPNotFound(text="没有找到该案件编号。")
     return report
 
 

@@ -131,8 +131,10 @@ def report_json(r: ReportRow, *, public_url: str = "", private: bool = False, hi
         "case_number": r.case_number,
         "channel": r.channel,
         "sender": r.sender if private else None,
-        "title": r.title,
-        "text": r.text,
+        # Case numbers are sequential, so the public view must not carry what the resident wrote
+        # about themselves: phone, ID, card numbers and e-mails are masked (nlp.pii).
+        "title": r.title if private else _masked(r.title),
+        "text": r.text if private else _masked(r.text),
         "contact_phone": r.contact_phone if private else mask_phone(r.contact_phone),
         "location": location,
         "media": media,
@@ -162,6 +164,12 @@ def report_json(r: ReportRow, *, public_url: str = "", private: bool = False, hi
 # Notes a resident may read: why a case was rejected, how it was resolved. Other notes (the
 # classifier's explanation, dispatch's working notes) stay internal.
 PUBLIC_NOTES = frozenset({"rejected", "resolved", "closed"})
+
+
+def _masked(text: str | None) -> str | None:
+    from nlp.pii import mask_pii
+
+    return mask_pii(text) if text else text
 
 
 def _public_actor(actor: str) -> str:

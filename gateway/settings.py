@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     wechat_app_secret: SecretStr | None = None
     wechat_api_base: str = "https://api.weixin.qq.com/cgi-bin/"
     wechat_timestamp_window_s: int = 300
+    wechat_allow_plain: bool = False  # accept plain callbacks although an AES key is set (while switching modes)
     wechat_template_id: str | None = None  # template message for news outside the 48 h window
     wechat_template_fields: str = ""  # JSON {"template key": "text|case_number|time"}; see channels/wechat.py
     wechat_template_url: str | None = None  # link of the template message; {case} is replaced
@@ -80,6 +81,7 @@ class Settings(BaseSettings):
     weibo_app_secret: SecretStr | None = None
     weibo_access_token: SecretStr | None = None
     weibo_api_base: str = "https://api.weibo.com/2/"
+    weibo_timestamp_window_s: int = 300  # pushes with an older or newer timestamp are refused (0: off)
     weibo_reply_url: str = "https://m.api.weibo.com/2/messages/reply.json"  # fan-service reply API
     weibo_media_url: str = "https://upload.api.weibo.com/2/mss/msget"  # fan-service media download
     weibo_poll_interval_s: float = 0.0  # @-mention poller (gateway/mentions.py); 0 = off

@@ -56,8 +56,28 @@ def _form_context(
     }
 
 
+CLIENT_COOKIE = "gw_client"  # identifies a resident's browser: their reports, their rating links
+
+
+def _client_cookie(request: web.Request, response: web.StreamResponse) -> None:
+    if request.cookies.get(CLIENT_COOKIE):
+        return
+    secure = request.app[keys.SETTINGS].public_url.lower().startswith("https://")
+    response.set_cookie(
+        CLIENT_COOKIE,
+        secrets.token_urlsafe(16),
+        max_age=365 * 86400,
+        path="/report",
+        httponly=True,
+        samesite="Lax",
+        secure=secure,
+    )
+
+
 async def form(request: web.Request) -> web.Response:
-    return aiohttp_jinja2.render_template("report_form.html", request, _form_context(request))
+    response = aiohttp_jinja2.render_template("report_form.html", request, _form_context(request))
+    _client_cookie(request, response)
+    return response
 
 
 async def submit(request: web.Request) -> web.Response:
@@ -96,14 +116,18 @@ async def status_page(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text="没有找到该案件编号。")
     data = report_json(report, private=False)
     rated = any(h.action == "rated" for h in report.history)
+    # The rating link is for the resident who reported (their browser's cookie), not for any
+    # visitor of the status page; residents on chat channels rate by replying with a digit.
+    client = request.cookies.get(CLIENT_COOKIE)
+    own = bool(client) and report.channel == "web" and report.sender == f"web:{client}"
     ctx = {
         "report": data,
         "created": request.query.get("new") == "1",
         "status_label": STATUS_LABELS.get(report.status, report.status),
         "steps": public_steps(data["history"]),
         # The signed link lets whoever holds the status page rate a resolved case (统一评价).
-        "rate_url": rating_url(request.app[keys.SETTINGS], report.case_number)
-        if report.status in ("resolved", "closed") and not rated
+        "rate_url": rating_url(request.app[keys.SETTINGS], report.case_number, report.sender)
+        if own and report.status in ("resolved", "closed") and not rated
         else None,
     }
     return aiohttp_jinja2.render_template("report_status.html", request, ctx)

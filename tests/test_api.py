@@ -233,6 +233,7 @@ async def test_public_history_hides_moderator_names_and_internal_notes(client, r
 
 
 async def test_status_page_shows_resident_steps_in_china_time_and_a_rating_link_when_resolved(client, runner):
+    client.session.cookie_jar.update_cookies({"gw_client": "browser-7"})  # the reporter's browser
     resp = await client.post("/api/v1/reports", json={"text": "井盖丢失"})
     case = (await resp.json())["case_number"]
     await runner.idle()
@@ -249,3 +250,16 @@ async def test_status_page_shows_resident_steps_in_china_time_and_a_rating_link_
     assert created.astimezone(CST).strftime("%Y-%m-%d %H:%M") in page
     assert "已处理：已更换井盖" in page and "为本次处理打分" in page
     assert f"/report/{case}/rate?t=" in page
+
+
+async def test_public_view_masks_personal_numbers_in_the_text(client, runner):
+    text = "我的电话13812345678，身份证440301199001011234，小区路灯坏了"
+    case = (await (await client.post("/api/v1/reports", json={"text": text})).json())["case_number"]
+    await runner.idle()
+    public = await (await client.get(f"/api/v1/reports/{case}")).json()
+    page = await (await client.get(f"/report/{case}")).text()
+    for shown in (public["text"], page):
+        assert "13812345678" not in shown and "440301199001011234" not in shown
+    assert "小区路灯坏了" in public["text"]
+    async with client.app[keys.DB].session() as s:
+        assert (await s.scalar(select(Report).where(Report.case_number == case))).text == text  # stored as written

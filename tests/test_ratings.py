@@ -148,11 +148,18 @@ async def test_a_digit_long_after_resolution_is_not_a_rating(make_settings, fake
 async def test_web_rating_link(gateway, fake):
     client, _ = gateway
     settings = client.app[keys.SETTINGS]
-    resp = await client.post("/api/v1/reports", json={"text": "垃圾桶满了没人清", "location": {"address": "民治街道"}})
+    resp = await client.post(
+        "/api/v1/reports",
+        json={"text": "垃圾桶满了没人清", "location": {"address": "民治街道"}},
+        headers={"X-Client-Id": "browser-1"},
+    )
     case = (await resp.json())["case_number"]
     db = client.app[keys.DB]
     await _until(db, case, Status.DISPATCHED)
-    link = rating_url(settings, case)
+    assert (
+        await client.get(rating_url(settings, case, "web:someone-else").removeprefix("http://gateway.test"))
+    ).status == 403
+    link = rating_url(settings, case, "web:browser-1")
     assert link.startswith(f"http://gateway.test/report/{case}/rate?t=")
     path = link.removeprefix("http://gateway.test")
     token = path.split("t=")[1]
@@ -173,3 +180,20 @@ async def test_web_rating_link(gateway, fake):
     assert ok.status == 200 and "4分" in await ok.text()
     [(score, _, comment, source)] = await _ratings(db)
     assert (score, comment, source) == (4, "<b>还行</b>", "web")
+
+
+async def test_only_the_reporters_browser_sees_the_rating_link(gateway, fake):
+    client, _ = gateway
+    form = await client.get("/report")
+    cookie = form.cookies["gw_client"]
+    assert cookie["httponly"] and cookie["path"] == "/report"
+    resp = await client.post("/report", data={"text": "小区门口井盖丢了"}, allow_redirects=False)
+    status_path = resp.headers["Location"].split("?")[0]
+    case = status_path.rsplit("/", 1)[1]
+    await _until(client.app[keys.DB], case, Status.DISPATCHED)
+    assert (await fake.callback(client, case, "resolved", "已补装井盖")).status == 200
+    mine = await (await client.get(status_path)).text()
+    assert f"/report/{case}/rate?t=" in mine
+    client.session.cookie_jar.clear()  # another visitor of the public status page
+    theirs = await (await client.get(status_path)).text()
+    assert "已补装井盖" in theirs and "/rate?t=" not in theirs

@@ -27,7 +27,7 @@ from gateway.classify import PlaceholderClassifier
 from gateway.db import Contact, Media, Message, Notification, Report
 from gateway.models import OutboundMessage
 from tests.fakes.wechat_api import APP_ID, APP_SECRET, FakeWeChatApi
-from tests.harness import FIXTURES, IncomingCase, OutgoingCase, Prepared, run_incoming
+from tests.harness import FIXTURES, IncomingCase, OutgoingCase, Prepared, counts, run_incoming
 
 TOKEN = "citytoken2026"
 AES_KEY = base64.b64encode(bytes(range(32))).decode().rstrip("=")
@@ -61,6 +61,7 @@ def wechat_env(fake: FakeWeChatApi, **more: Any) -> dict[str, Any]:
         "wechat_app_id": APP_ID,
         "wechat_app_secret": APP_SECRET,
         "wechat_api_base": fake.base,  # type: ignore[attr-defined]
+        "wechat_allow_plain": True,  # most cases are plain mode; test_plain_refused_in_safe_mode covers the default
         **more,
     }
 
@@ -421,6 +422,28 @@ async def test_safe_mode_reply_is_encrypted_and_wechatpy_decrypts_it(wx: Any) ->
     reply = decrypt_reply(text)
     assert reply["MsgType"] == "text" and reply["ToUserName"] == OPENID and reply["FromUserName"] == "gh_0000city0000"
     assert reply["Content"] == replies.ask_description(["image"])
+
+
+async def test_an_overlong_sender_is_a_bad_payload_not_a_crash(wx: Any) -> None:
+    body = (Path(__file__).parent.parent / "fixtures/wechat/text.xml").read_bytes()
+    body = body.replace(OPENID.encode(), b"o" * 300)
+    prepared = signed()(Prepared(PATH, body, {}, {}))
+    resp = await wx.post(PATH, data=body, params=prepared.query)
+    assert resp.status == 400 and "sender" in await resp.text()
+    assert await counts(wx) == (0, 0)
+
+
+async def test_plain_refused_in_safe_mode(make_wx: Any) -> None:
+    """With an AES key, only the encrypted form is taken: a plain body's signature covers nothing."""
+    client = await make_wx(wechat_allow_plain=False)
+    body = (Path(__file__).parent.parent / "fixtures/wechat/text.xml").read_bytes()
+    plain = signed()(Prepared(PATH, body, {}, {}))
+    resp = await client.post(PATH, data=plain.body, params=plain.query)
+    assert resp.status == 403
+    assert await counts(client) == (0, 0)
+    safe = encrypted()(Prepared(PATH, body, {}, {}))
+    resp = await client.post(PATH, data=safe.body, params=safe.query)
+    assert resp.status == 200 and await counts(client) == (1, 1)
 
 
 # --------------------------------------------------------------------------- stitching end to end

@@ -51,6 +51,8 @@ def weibo_env(fake: FakeWeiboApi, secret: str = SECRET) -> dict[str, Any]:
         "weibo_access_token": ACCESS_TOKEN,
         "weibo_reply_url": f"{base}messages/reply.json",
         "weibo_media_url": f"{base}mss/msget",
+        # The cases and the conformance vectors carry fixed (old) timestamps; the window has its own test.
+        "weibo_timestamp_window_s": 0,
     }
 
 
@@ -331,3 +333,16 @@ async def test_conformance_pushes(
     if kind in ("image", "voice"):
         [media] = await rows(client, Media)
         assert (media.provider_id, media.state) == ("821804469", "stored")
+
+
+async def test_stale_timestamps_are_refused(
+    make_settings: Callable[..., Any], fake: FakeWeiboApi, aiohttp_client: Any, runner: Any
+) -> None:
+    settings = make_settings(**{**weibo_env(fake), "weibo_timestamp_window_s": 300})
+    client = await aiohttp_client(create_app(settings, classifier=PlaceholderClassifier(), runner=runner))
+    client.app[keys.CHANNELS]["weibo"].clock = lambda: 1764206130.0
+    body = (FIXTURES / "weibo" / "text.json").read_bytes()
+    for ts, status in (("1764206130000", 200), ("1764206100", 200), ("1764205000", 403), ("1764207000000", 403)):
+        prepared = signed(ts=ts)(Prepared("/channels/weibo", body, {}, {}))
+        resp = await client.post("/channels/weibo", data=body, params=prepared.query)
+        assert resp.status == status, (ts, await resp.text())
