@@ -41,7 +41,8 @@ async def next_case_number(session: AsyncSession, prefix: str, now: datetime, tz
     if not isinstance(engine, AsyncEngine):
         raise TypeError("the session must be bound to an AsyncEngine")
     if engine.dialect.name == "postgresql":
-        async with engine.connect() as conn:
+        counter_engine = session.info.get("counter_engine", engine)  # gateway.db.Database gives one
+        async with counter_engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             value = (await conn.execute(_bump(postgresql.insert, prefix, day))).scalar_one()
     else:

@@ -229,7 +229,15 @@ class Database:
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        info: dict[str, Any] = {}
+        self.counter_engine: AsyncEngine | None = None
+        if self.engine.dialect.name == "postgresql":
+            # Case numbers are bumped on a connection of their own (gateway/casenumber.py). A pool of
+            # their own means an intake holding a main-pool connection never waits on the main pool
+            # for its second one: no deadlock when every main connection is busy.
+            self.counter_engine = make_engine(url, pool_size=2, max_overflow=2)
+            info["counter_engine"] = self.counter_engine
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, info=info)
 
     @property
     def dialect(self) -> str:
@@ -242,6 +250,8 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self.counter_engine is not None:
+            await self.counter_engine.dispose()
 
 
 class Contact(Base):

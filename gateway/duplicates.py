@@ -24,31 +24,31 @@ MERGE_TARGETS = (Status.NEEDS_REVIEW, Status.READY, Status.DISPATCHED, Status.AC
 Scored = list[tuple[str, float]]  # (case number, score), best first
 
 
-async def candidate_pool(db: Database, reports: Sequence[Report]) -> list[Report]:
+async def candidate_pool(db: Database, reports: Sequence[Report], parent: str | None = None) -> list[Report]:
     lo = min(r.created_at for r in reports) - WINDOW
     hi = max(r.created_at for r in reports) + WINDOW
+    query = select(Report).where(Report.status.in_([str(t) for t in MERGE_TARGETS]), Report.created_at.between(lo, hi))
+    if parent:
+        query = query.where(Report.category_parent == parent)
     async with db.session() as s:
-        pool = list(
-            (
-                await s.scalars(
-                    select(Report)
-                    .where(Report.status.in_([str(t) for t in MERGE_TARGETS]), Report.created_at.between(lo, hi))
-                    .order_by(Report.created_at.desc())
-                    .limit(POOL)
-                )
-            ).all()
-        )
+        pool = list((await s.scalars(query.order_by(Report.created_at.desc()).limit(POOL))).all())
         linked = {r.duplicate_of for r in reports if r.duplicate_of} - {p.case_number for p in pool}
         if linked:
             pool += list((await s.scalars(select(Report).where(Report.case_number.in_(linked)))).all())
     return pool
 
 
-async def near_duplicates(db: Database, reports: Sequence[Report]) -> tuple[dict[str, Scored], dict[str, Report]]:
-    """Per case number, the open reports that look like the same problem; and the pool by case."""
+async def near_duplicates(
+    db: Database, reports: Sequence[Report], *, parent: str | None = None
+) -> tuple[dict[str, Scored], dict[str, Report]]:
+    """Per case number, the open reports that look like the same problem; and the pool by case.
+
+    ``parent`` limits the candidates to one top-level category: the pipeline knows the new
+    report's category, and a twin in another category is not one it would hold back.
+    """
     if not reports:
         return {}, {}
-    pool = await candidate_pool(db, reports)
+    pool = await candidate_pool(db, reports, parent)
     scored = await asyncio.to_thread(score, reports, pool)
     return scored, {p.case_number: p for p in pool}
 

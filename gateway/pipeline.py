@@ -432,7 +432,7 @@ class Pipeline:
         result = await self.classifier.classify(text)
         # Only a report that would go straight to dispatch needs the (costlier) twin check.
         will_dispatch = bool(result.code) and not result.needs_review and not result.urgent
-        twins = await self._likely_duplicates(report) if will_dispatch else []
+        twins = await self._likely_duplicates(report, result.parent or result.code) if will_dispatch else []
         if self.metrics:
             self.metrics.pipeline_seconds.labels(stage="classify").observe(time.perf_counter() - started)
         async with self.unit() as s:
@@ -472,10 +472,11 @@ class Pipeline:
             await self.transition(s, report, target, SYSTEM, note=reason, data=dup_data)
             return report.status
 
-    async def _likely_duplicates(self, report: Report) -> list[tuple[str, float]]:
-        """Open reports this one very likely repeats (score at least ``DUPLICATE_ROUTE_SCORE``)."""
+    async def _likely_duplicates(self, report: Report, parent: str | None) -> list[tuple[str, float]]:
+        """Open reports of the same top-level category this one very likely repeats (score at
+        least ``DUPLICATE_ROUTE_SCORE``)."""
         try:
-            scored, _ = await near_duplicates(self.db, [report])
+            scored, _ = await near_duplicates(self.db, [report], parent=parent)
         except ImportError:  # nlp is part of this distribution; only a broken install lacks it
             return []
         return [(case, value) for case, value in scored.get(report.case_number, []) if value >= DUPLICATE_ROUTE_SCORE]

@@ -104,6 +104,7 @@ def make_celery(settings: Settings) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         broker_transport_options={"visibility_timeout": 3600},
+        task_routes={f"gateway.{name}": {"queue": queue} for name, queue in task_table.QUEUES.items()},
     )
     for name in task_table.TASKS:
         _register(app, settings, name)
@@ -126,7 +127,7 @@ def _register(app: Celery, settings: Settings, name: str) -> None:
             ) from exc
 
     # shared=False: each app (one per test, one per process in production) keeps its own tasks.
-    app.task(name=f"gateway.{name}", bind=True, shared=False, queue=task_table.QUEUES.get(name, "default"))(run)
+    app.task(name=f"gateway.{name}", bind=True, shared=False)(run)
 
 
 def queues() -> list[str]:

@@ -133,10 +133,14 @@ async def _truncate_all(url: str) -> None:
                 if attempt:
                     raise
                 async with engine.begin() as conn:
-                    ended = (await conn.execute(text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                    ))).all()
+                    ended = (
+                        await conn.execute(
+                            text(
+                                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                            )
+                        )
+                    ).all()
                 import warnings
 
                 warnings.warn(f"a test left {len(ended)} PostgreSQL connection(s) open; ended them", stacklevel=1)
@@ -167,7 +171,10 @@ def redis_url() -> Iterator[str]:
         unavailable(f"Redis not reachable at {host}:{port}")
     import redis
 
-    db = 1 + os.getpid() % 15
+    # One database per xdist worker (gw0 -> 1, gw1 -> 2, ...), so parallel workers never take
+    # each other's Celery tasks; a plain run uses database 15.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    db = 1 + int(worker[2:]) % 14 if worker.startswith("gw") else 15
     url = f"{REDIS_URL}/{db}"
     yield url
     client = redis.Redis.from_url(url)
