@@ -219,3 +219,8 @@ async def client(aiohttp_client: Any, settings: Settings, runner: InProcessRunne
     """The real app on the test's settings, with an in-process runner the test can wait on."""
     app = create_app(settings, classifier=PlaceholderClassifier(), runner=runner)
     return await aiohttp_client(app)
+
+
+# The local dispatch system and a chat-channel app, as fixtures ``fake`` and ``gateway`` for the
+# dispatch tests (a module's own ``fake`` fixture, e.g. a WeChat API fake, takes precedence).
+from tests.dispatch_support import chat_gateway, dispatch_server  # noqa: E402, F401

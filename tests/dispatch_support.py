@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+import pytest
 from aiohttp import ClientSession
 from sqlalchemy import select
 
@@ -21,6 +22,7 @@ from gateway.models import InboundMessage, MessageKind, OutboundMessage, SendRes
 from gateway.pipeline import Pipeline
 from gateway.settings import Settings
 from gateway.tasks import InProcessRunner, TaskContext
+from tests.fakes.dispatch_server import FakeDispatch
 
 CHAT = "fakechat"
 
@@ -188,3 +190,29 @@ class Process:
         assert result.report_id is not None and result.case_number is not None
         await self.pipeline.classify_report(result.report_id)
         return result.case_number
+
+
+# Shared fixtures: a test module takes them with ``from tests.dispatch_support import dispatch_server``
+# (and ``chat_gateway``); pytest registers them under the names ``fake`` and ``gateway``.
+
+
+@pytest.fixture(name="fake")
+async def dispatch_server() -> Any:
+    """The local dispatch system (tests/fakes/dispatch_server.py), up for the test."""
+    server = await FakeDispatch().start()
+    yield server
+    await server.down()
+
+
+@pytest.fixture(name="gateway")
+async def chat_gateway(db_url: str, aiohttp_client: Any, make_settings: Any, fake: Any, runner: Any) -> Any:
+    """The app on both databases with fast dispatch retries and a recording chat channel.
+
+    ``db_url`` comes first so that the database is torn down after the app.
+    """
+    from gateway.app import create_app
+
+    settings = make_settings(**fast_dispatch(fake), database_url=db_url)
+    app = create_app(settings, classifier=FixedClassifier(), runner=runner)
+    client = await aiohttp_client(app)
+    return client, wire_chat(app)

@@ -10,35 +10,16 @@ import pytest
 from sqlalchemy import func, select
 
 from gateway import keys
-from gateway.app import create_app
 from gateway.db import DispatchCallback, History
 from gateway.lifecycle import Status
 from tests.dispatch_support import (
-    FixedClassifier,
     Resident,
     deliveries,
-    fast_dispatch,
     notifications,
     report,
     wait_for,
-    wire_chat,
 )
 from tests.fakes.dispatch_server import FakeDispatch
-
-
-@pytest.fixture
-async def fake():
-    server = await FakeDispatch().start()
-    yield server
-    await server.down()
-
-
-@pytest.fixture
-async def gateway(db_url, aiohttp_client, make_settings, fake, runner):  # db_url first: torn down last
-    settings = make_settings(**fast_dispatch(fake), database_url=db_url)  # SQLite and PostgreSQL
-    app = create_app(settings, classifier=FixedClassifier(), runner=runner)
-    client = await aiohttp_client(app)
-    return client, wire_chat(app)
 
 
 async def dispatched_case(client, resident: Resident | None = None, text: str = "小区门口路灯坏了") -> str:

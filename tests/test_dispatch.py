@@ -38,13 +38,6 @@ REPORT = {
 
 
 @pytest.fixture
-async def fake():
-    server = await FakeDispatch().start()
-    yield server
-    await server.down()
-
-
-@pytest.fixture
 async def http():
     async with aiohttp.ClientSession() as session:
         yield session

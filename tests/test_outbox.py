@@ -27,13 +27,6 @@ from tests.dispatch_support import (
 from tests.fakes.dispatch_server import FakeDispatch
 
 
-@pytest.fixture
-async def fake():
-    server = await FakeDispatch().start()
-    yield server
-    await server.down()
-
-
 async def _states(db) -> list[str]:
     return [d.state for d in await deliveries(db)]
 

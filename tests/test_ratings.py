@@ -9,21 +9,17 @@ import pytest
 from sqlalchemy import func, select
 
 from gateway import keys
-from gateway.app import create_app
 from gateway.db import Rating, Report, utcnow
 from gateway.lifecycle import Status
 from gateway.ratings import parse_rating, rating_url
 from tests.dispatch_support import (
     DroppingRunner,
-    FixedClassifier,
     Process,
     Resident,
     fast_dispatch,
     report,
     wait_for,
-    wire_chat,
 )
-from tests.fakes.dispatch_server import FakeDispatch
 
 
 @pytest.mark.parametrize(
@@ -47,21 +43,6 @@ from tests.fakes.dispatch_server import FakeDispatch
 )
 def test_parse_rating(text, expected):
     assert parse_rating(text) == expected
-
-
-@pytest.fixture
-async def fake():
-    server = await FakeDispatch().start()
-    yield server
-    await server.down()
-
-
-@pytest.fixture
-async def gateway(db_url, aiohttp_client, make_settings, fake, runner):  # db_url first: torn down last
-    settings = make_settings(**fast_dispatch(fake), database_url=db_url)  # SQLite and PostgreSQL
-    app = create_app(settings, classifier=FixedClassifier(), runner=runner)
-    client = await aiohttp_client(app)
-    return client, wire_chat(app)
 
 
 async def _count(db, model) -> int:
