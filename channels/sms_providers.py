@@ -31,12 +31,11 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from channels.base import Account, RawRequest, RawResponse
 from channels.errors import BadPayload, ChannelMisconfigured, InvalidSignature, SendRejected, SendRetryable
+from channels.http import HTTP_TIMEOUT_S, get_capped
 from gateway.models import DeliveryReport, MessageKind, SendResult
 
 TWILIO_API = "https://api.twilio.com"
 MAX_MEDIA = 10
-MAX_MEDIA_BYTES = 10 << 20
-HTTP_TIMEOUT_S = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,29 +224,7 @@ class TwilioProvider:
             raise SendRejected(f"media URL is not absolute: {url[:100]!r}")
         api_host = urlsplit(acct.get("api_base") or TWILIO_API).netloc
         auth = (acct.get("account_sid"), acct.get("auth_token")) if parts.netloc == api_host else None
-        return http_get_capped(urlunsplit(parts), auth=auth)
-
-
-def http_get_capped(
-    url: str, *, auth: tuple[str, str] | None = None, params: Mapping[str, str] | None = None
-) -> tuple[bytes, str]:
-    """GET bytes with a size cap; 429/5xx/network errors are retryable, other 4xx are final."""
-    try:
-        with requests.get(url, auth=auth, params=params, timeout=HTTP_TIMEOUT_S, stream=True) as resp:
-            if resp.status_code == 429 or resp.status_code >= 500:
-                raise SendRetryable(f"media download: HTTP {resp.status_code}")
-            if resp.status_code >= 400:
-                raise SendRejected(f"media download: HTTP {resp.status_code}")
-            chunks, size = [], 0
-            for chunk in resp.iter_content(65536):
-                size += len(chunk)
-                if size > MAX_MEDIA_BYTES:
-                    raise SendRejected(f"media larger than {MAX_MEDIA_BYTES} bytes")
-                chunks.append(chunk)
-            ctype = resp.headers.get("Content-Type", "application/octet-stream").split(";")[0].strip()
-            return b"".join(chunks), ctype
-    except requests.RequestException as exc:
-        raise SendRetryable(f"media download failed: {type(exc).__name__}") from exc
+        return get_capped(urlunsplit(parts), auth=auth)
 
 
 def _candidate_urls(req: RawRequest, acct: Account) -> list[str]:

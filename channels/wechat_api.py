@@ -36,6 +36,7 @@ from wechatpy.exceptions import WeChatClientException
 
 from channels.base import Account
 from channels.errors import ChannelMisconfigured, InvalidSignature, SendError, SendRejected, SendRetryable
+from channels.http import get_capped
 from gateway.models import MediaRef, OutboundMessage, SendResult
 
 log = logging.getLogger(__name__)
@@ -178,38 +179,17 @@ class WeChatApi:
         client = self.client(acct)
         cap = int(acct.get("media_max_bytes") or 20 << 20)
         res = _call(client, lambda: client.media.download(ref.provider_id))
-        if isinstance(res, dict):
+        if isinstance(res, dict):  # a video: media/get answers with a link to the file
             url = res.get("video_url")
             if not url:
                 raise SendRejected("media/get answered JSON without video_url")
-            res = _download(client, url, cap)
+            body, ctype = get_capped(url, cap=cap, session=client._http, timeout=TIMEOUT_S, what="video download")
+            return body, ctype or ref.content_type or "application/octet-stream"
         body = res.content
         if len(body) > cap:
             raise SendRejected(f"media larger than {cap} bytes")
         ctype = res.headers.get("Content-Type", "").split(";")[0].strip()
         return body, ctype or ref.content_type or "application/octet-stream"
-
-
-def _download(client: _Client, url: str, cap: int) -> requests.Response:
-    try:
-        res = client._http.get(url, timeout=TIMEOUT_S, stream=True)
-        if res.status_code >= 500:
-            raise SendRetryable(f"video download: HTTP {res.status_code}")
-        if res.status_code >= 400:
-            raise SendRejected(f"video download: HTTP {res.status_code}")
-        declared = int(res.headers.get("Content-Length") or 0)
-        if declared > cap:
-            raise SendRejected(f"media larger than {cap} bytes")
-        chunks, size = [], 0
-        for chunk in res.iter_content(65536):
-            size += len(chunk)
-            if size > cap:
-                raise SendRejected(f"media larger than {cap} bytes")
-            chunks.append(chunk)
-        res._content = b"".join(chunks)
-        return res
-    except requests.RequestException as exc:
-        raise SendRetryable(f"video download failed: {type(exc).__name__}") from None
 
 
 def _call(client: _Client, fn: Callable[[], T]) -> T:

@@ -27,7 +27,7 @@ import requests
 
 from channels.base import Account, BaseChannel, RawRequest, RawResponse, Reply, json_object
 from channels.errors import BadPayload, ChannelMisconfigured, InvalidSignature, SendRejected, SendRetryable
-from channels.sms_providers import HTTP_TIMEOUT_S, http_get_capped
+from channels.http import HTTP_TIMEOUT_S, get_capped
 from channels.weibo_mentions import fetch_picture
 from gateway.models import InboundMessage, Location, LocationSource, MediaRef, MessageKind, OutboundMessage, SendResult
 
@@ -194,7 +194,7 @@ class WeiboChannel(BaseChannel):
             raise ChannelMisconfigured("GATEWAY_WEIBO_ACCESS_TOKEN and the media URL are required")
         if not provider_id.isdigit():
             raise SendRejected(f"not a Weibo file id: {provider_id[:40]!r}")
-        return http_get_capped(url, params={"access_token": token, "fid": provider_id})
+        return get_capped(url, params={"access_token": token, "fid": provider_id})
 
 
 def message_id(data: Mapping[str, Any]) -> str:

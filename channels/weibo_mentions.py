@@ -33,7 +33,7 @@ import requests
 
 from channels.base import Account
 from channels.errors import BadPayload, ChannelMisconfigured, SendRejected, SendRetryable
-from channels.sms_providers import http_get_capped
+from channels.http import get_capped
 from gateway.models import InboundMessage, Location, LocationSource, MediaRef, MessageKind
 
 MAX_TEXT = 2000
@@ -126,7 +126,7 @@ def fetch_picture(url: str, acct: Account) -> tuple[bytes, str]:
         url = urlunsplit(("https", *parts[1:]))  # the API still hands out http:// picture URLs
     elif not _same_origin(parts, urlsplit(str(acct.get("api_base") or ""))):
         raise SendRejected(f"not a Weibo picture URL: {host[:60]!r}")
-    return http_get_capped(url)
+    return get_capped(url)
 
 
 def _read_json(resp: requests.Response) -> dict[str, Any]:
