@@ -47,6 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     t.add_argument("--learning-rate", type=float, default=5e-5, help="transformer: learning rate")
     t.add_argument("--max-length", type=int, default=256, help="transformer: tokens per text")
     t.add_argument("--C", type=float, default=None, help="linear: SVM regularisation (default: tuned value)")
+    t.add_argument("--export-onnx", action="store_true",
+                   help="transformer: also export model.onnx and serve it with onnxruntime (CPU)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(func=cmd_train)
 
@@ -102,6 +104,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _err(f"{args.data}: no labelled rows" + (f" in split {args.split!r}" if split_col else ""))
     if args.backend == "transformer" and not args.base_model:
         return _err("--backend transformer needs --base-model DIR (a local checkpoint)")
+    if args.export_onnx and args.backend != "transformer":
+        return _err("--export-onnx needs --backend transformer")
     linear_params = transformer_params = None
     if args.backend == "linear":
         from .linear import LinearParams
@@ -125,8 +129,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed, target_precision=args.target_precision, base_model=args.base_model,
         linear_params=linear_params, transformer_params=transformer_params, progress=not args.no_progress,
     )
-    print(json.dumps({"model_dir": str(args.out), "version": meta["version"], "labels": len(meta["labels"]),
-                      "seconds": meta["train"]["seconds"], "calibration": meta["calibration"]}, ensure_ascii=False))
+    summary = {"model_dir": str(args.out), "version": meta["version"], "labels": len(meta["labels"]),
+               "seconds": meta["train"]["seconds"], "calibration": meta["calibration"]}
+    if args.export_onnx:
+        from .onnx_export import export_onnx
+
+        summary["onnx"] = str(export_onnx(args.out))
+    print(json.dumps(summary, ensure_ascii=False))
     return EXIT_OK
 
 

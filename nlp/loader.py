@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 from .model import TaxonomyClassifier, read_meta
 from .taxonomy import DEFAULT_TAXONOMY_PATH, Taxonomy, load_taxonomy
 
 SEED_CORPUS_PATH = Path(__file__).parent / "data" / "seed_corpus.jsonl"
 DEFAULT_CACHE_DIR = Path("var") / "models"
+
+log = logging.getLogger(__name__)
 
 
 
@@ -31,7 +35,7 @@ def seed_params():  # noqa: ANN201 - LinearParams, imported lazily
 
 
 _lock = threading.Lock()
-_loaded: dict[tuple[str, str, str], TaxonomyClassifier] = {}
+_loaded: dict[tuple[str, str, str, str], TaxonomyClassifier] = {}
 
 
 def bundled_model_key(taxonomy_path: str | Path | None = None) -> str:
@@ -82,7 +86,7 @@ def ensure_bundled_model(
     return target
 
 
-def _open(model_dir: Path, taxonomy: Taxonomy) -> TaxonomyClassifier:
+def _open(model_dir: Path, taxonomy: Taxonomy, runtime: str | None = None) -> TaxonomyClassifier:
     meta = read_meta(model_dir)
     if meta["backend"] == "linear":
         from .linear import LinearBackend
@@ -90,10 +94,35 @@ def _open(model_dir: Path, taxonomy: Taxonomy) -> TaxonomyClassifier:
         backend = LinearBackend.load(model_dir)
         return TaxonomyClassifier(backend, meta, taxonomy)
     if meta["backend"] == "transformer":
+        if _use_onnx(model_dir, meta, runtime):
+            from .onnx_export import OnnxBackend
+
+            return TaxonomyClassifier(OnnxBackend.load(model_dir), meta, taxonomy)
         from .transformer import TransformerBackend
 
         return TaxonomyClassifier(TransformerBackend.load(model_dir), meta, taxonomy)
     raise ValueError(f"{model_dir}: unknown backend {meta['backend']!r}")
+
+
+def _use_onnx(model_dir: Path, meta: dict[str, Any], runtime: str | None) -> bool:
+    """``runtime`` given: it decides (``onnx`` fails without model.onnx or onnxruntime). Else the
+    ``runtime`` that ``export_onnx`` wrote to meta.json, falling back to torch when it cannot run."""
+    from .onnx_export import ONNX_FILE, onnx_available
+
+    if runtime not in (None, "torch", "onnx"):
+        raise ValueError(f"unknown runtime {runtime!r} (torch or onnx)")
+    if runtime == "torch" or (runtime is None and meta.get("runtime", "torch") != "onnx"):
+        return False
+    missing = [] if (model_dir / ONNX_FILE).is_file() else [f"no {ONNX_FILE}"]
+    if not onnx_available():
+        missing.append("onnxruntime is not installed")
+    if not missing:
+        return True
+    if runtime == "onnx":
+        raise ValueError(f"{model_dir}: cannot serve with onnxruntime: {', '.join(missing)}")
+    log.warning("onnx runtime unavailable, serving with torch",
+                extra={"model_dir": str(model_dir), "reason": ", ".join(missing)})
+    return False
 
 
 def load_classifier(
@@ -101,14 +130,17 @@ def load_classifier(
     *,
     taxonomy_path: str | Path | None = None,
     cache_dir: str | Path | None = None,
+    runtime: str | None = None,
 ) -> TaxonomyClassifier:
     """A ready classifier, loaded once per process for the same arguments.
 
     ``model_dir`` None means the bundled default model: trained from ``nlp/data/seed_corpus.jsonl``
     on first use (a few seconds) and cached under ``cache_dir`` (default ``./var/models``) in a
     directory keyed by the hash of corpus, taxonomy and training code, so a changed corpus retrains.
+    ``runtime`` (transformer models): ``"torch"`` or ``"onnx"`` (onnxruntime on ``model.onnx``, see
+    ``nlp.onnx_export``); None: the directory's ``meta.json`` decides (torch unless exported).
     """
-    key = (str(model_dir or ""), str(taxonomy_path or ""), str(cache_dir or ""))
+    key = (str(model_dir or ""), str(taxonomy_path or ""), str(cache_dir or ""), str(runtime or ""))
     clf = _loaded.get(key)
     if clf is not None:
         return clf
@@ -117,6 +149,6 @@ def load_classifier(
         if clf is None:
             taxonomy = load_taxonomy(taxonomy_path)
             path = Path(model_dir) if model_dir is not None else ensure_bundled_model(cache_dir, taxonomy_path)
-            clf = _open(path, taxonomy)
+            clf = _open(path, taxonomy, runtime)
             _loaded[key] = clf
     return clf
