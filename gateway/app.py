@@ -145,6 +145,11 @@ def _pipeline(settings: Settings, classifier: ReportClassifier, runner: TaskRunn
         stop = asyncio.Event()
         sweeper = asyncio.create_task(_sweep_forever(pipeline, settings.sweep_interval_s, stop), name="sweeper")
         poller = mentions.schedule(chosen, settings, stop)  # Weibo @-mentions; None when off (the default)
+        # Load (on first start: train) the model now, in a thread, so the first resident does not wait.
+        warm = classifier.warm_up() if isinstance(classifier, NlpClassifier) else None
+        warming = asyncio.create_task(warm, name="classifier-warm-up") if warm is not None else None
+        if warming is not None:
+            warming.add_done_callback(_log_warm_up)
         yield
         # Let a sweep that is mid-query finish: cancelling it would abandon a query running in
         # aiosqlite's thread. Cancel only if it overruns the shutdown timeout.
@@ -161,6 +166,13 @@ def _pipeline(settings: Settings, classifier: ReportClassifier, runner: TaskRunn
         await chosen.drain(settings.shutdown_timeout_s)
 
     return ctx
+
+
+def _log_warm_up(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("classifier failed to load; reports wait in `received` until it does", exc_info=task.exception())
+    elif not task.cancelled():
+        log.info("classifier ready")
 
 
 async def _sweep_forever(pipeline: Pipeline, interval: float, stop: asyncio.Event) -> None:

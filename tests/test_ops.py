@@ -57,3 +57,21 @@ async def test_schema_and_openapi_are_served(client):
     assert doc["openapi"].startswith("3.") and "/api/v1/reports" in doc["paths"]
     refs = json.dumps(doc)
     assert "#/$defs/" not in refs  # every reference resolves inside components
+
+
+async def test_the_classifier_loads_at_start_not_on_the_first_report(aiohttp_client, make_settings, runner, caplog):
+    import asyncio
+    import logging
+
+    from gateway.classify import NlpClassifier
+
+    caplog.set_level(logging.INFO, logger="gateway.app")
+    classifier = NlpClassifier(None, None, make_settings().var_dir / "models")
+    await aiohttp_client(create_app(make_settings(classifier="nlp"), classifier=classifier, runner=runner))
+    for _ in range(600):
+        if classifier._model is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert classifier._model is not None
+    await asyncio.sleep(0)
+    assert any(r.getMessage() == "classifier ready" for r in caplog.records)
