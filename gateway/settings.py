@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import os
 import secrets
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -175,10 +175,11 @@ def signing_key(settings: Settings, purpose: str) -> bytes:
     if settings.secret_key is not None and settings.secret_key.get_secret_value():
         root = settings.secret_key.get_secret_value().encode()
     else:
-        root = _dev_key(Path(settings.var_dir) / "secret.key")
+        root = _dev_key((Path(settings.var_dir) / "secret.key").resolve())
     return hmac.new(root, purpose.encode(), hashlib.sha256).digest()
 
 
+@cache  # read once per process: signing happens on request paths (status pages, rating links)
 def _dev_key(path: Path) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:

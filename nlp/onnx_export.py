@@ -135,20 +135,13 @@ class OnnxBackend:
         return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
     def logits(self, normalized: Sequence[str]) -> tuple[np.ndarray, None]:
-        out = []
-        for i in range(0, len(normalized), self.batch_size):
-            enc = self.tokenizer(
-                list(normalized[i : i + self.batch_size]),
-                truncation=True,
-                max_length=self.max_length,
-                padding=True,
-                return_tensors="np",
-            )
+        from .transformer import batched_logits
+
+        def forward(enc: Any) -> np.ndarray:
             feed = {n: np.asarray(enc[n], dtype=np.int64) for n in self.input_names}
-            out.append(np.asarray(self.session.run(["logits"], feed)[0], dtype=np.float32))
-        if not out:
-            return np.zeros((0, len(self.labels)), dtype=np.float32), None
-        return np.concatenate(out), None
+            return np.asarray(self.session.run(["logits"], feed)[0], dtype=np.float32)
+
+        return batched_logits(self, normalized, "np", forward), None
 
     def top_features(self, ctx: Any, row: int, label_idx: int, k: int = 3) -> list[str]:
         return []

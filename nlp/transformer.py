@@ -28,6 +28,24 @@ class TransformerParams:
     max_length: int = 256
 
 
+def batched_logits(backend: Any, texts: Sequence[str], tensors: str, forward: Any) -> np.ndarray:
+    """Tokenize ``texts`` in batches of ``backend.batch_size`` and stack ``forward(encoding)``;
+    shared by the torch and onnxruntime backends."""
+    out = []
+    for i in range(0, len(texts), backend.batch_size):
+        enc = backend.tokenizer(
+            list(texts[i : i + backend.batch_size]),
+            truncation=True,
+            max_length=backend.max_length,
+            padding=True,
+            return_tensors=tensors,
+        )
+        out.append(forward(enc))
+    if not out:
+        return np.zeros((0, len(backend.labels)), dtype=np.float32)
+    return np.concatenate(out)
+
+
 class TransformerBackend:
     kind = "transformer"
 
@@ -42,17 +60,10 @@ class TransformerBackend:
         import torch
 
         self.model.eval()
-        out = []
         with torch.no_grad():
-            for i in range(0, len(normalized), self.batch_size):
-                enc = self.tokenizer(
-                    list(normalized[i : i + self.batch_size]), truncation=True, max_length=self.max_length,
-                    padding=True, return_tensors="pt",
-                )
-                out.append(self.model(**enc).logits.float().cpu().numpy())
-        if not out:
-            return np.zeros((0, len(self.labels)), dtype=np.float32), None
-        return np.concatenate(out), None
+            return batched_logits(
+                self, normalized, "pt", lambda enc: self.model(**enc).logits.float().cpu().numpy()
+            ), None
 
     def top_features(self, ctx: Any, row: int, label_idx: int, k: int = 3) -> list[str]:
         return []
