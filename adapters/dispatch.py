@@ -17,7 +17,7 @@ timestamp window against replays). The outcome of a send is one of
   body would not help, an operator must look and replay). Redirects are not followed: a 3xx
   is rejected too (the configured URL is wrong).
 
-This module knows nothing about storage: the outbox (``gateway/outbox.py``) records attempts.
+This module knows nothing about storage: the outbox (``gateway/dispatch/outbox.py``) records attempts.
 """
 
 from __future__ import annotations

@@ -92,10 +92,10 @@ def bare_app() -> web.Application:
 
 
 def gateway_app(database_url: str | None, workdir: str) -> tuple[web.Application, Any]:
-    from gateway.app import create_app
+    from gateway.http.app import create_app
     from gateway.logs import setup_logging
     from gateway.settings import ENV_PREFIX, Settings
-    from gateway.tasks import InProcessRunner
+    from gateway.tasks.runners import InProcessRunner
 
     for name in [n for n in os.environ if n.startswith(ENV_PREFIX)]:
         del os.environ[name]  # only the values below count: no Redis, no dispatch from the caller's env
@@ -119,8 +119,8 @@ def gateway_app(database_url: str | None, workdir: str) -> tuple[web.Application
 async def report_counts(app: web.Application) -> dict[str, int]:
     from sqlalchemy import func, select
 
-    from gateway import keys
     from gateway.db import Report
+    from gateway.http import keys
 
     async with app[keys.DB].session() as s:
         rows = await s.execute(select(Report.status, func.count()).group_by(Report.status))

@@ -56,8 +56,8 @@ def _serve(kind: str, port: int, var_dir: str, database_url: str) -> None:
         app = web.Application()
         app.router.add_post("/channels/wechat", handler)
     else:
-        from gateway.app import create_app
-        from gateway.classify import PlaceholderClassifier
+        from gateway.core.classify import PlaceholderClassifier
+        from gateway.http.app import create_app
         from gateway.settings import Settings
 
         settings = Settings(

@@ -1,6 +1,6 @@
 """Open311 GeoReport v2 (http://wiki.open311.org/GeoReport_v2): the mapping, as pure functions.
 
-``gateway/open311_routes.py`` serves the HTTP side under ``/open311/v2``; this module turns a
+``gateway/http/open311.py`` serves the HTTP side under ``/open311/v2``; this module turns a
 ``POST requests`` form into an ``InboundMessage`` (a whole report, ``complete=True``) and reports
 into GeoReport ``service_requests``, in JSON and XML, and builds GeoReport errors (a JSON list of
 ``{code, description}``, XML ``<errors><error>``).

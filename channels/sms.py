@@ -132,7 +132,7 @@ class SmsChannel(BaseChannel):
         return self.provider(acct).send(to, msg.text, acct)
 
     def fetch_media(self, ref: MediaRef, acct: Account) -> tuple[bytes, str]:
-        """``SupportsMediaFetch`` (gateway/mediafetch.py): the MediaUrl, with the account's credentials."""
+        """``SupportsMediaFetch`` (gateway/tasks/mediafetch.py): the MediaUrl, with the account's credentials."""
         url = ref.provider_id or ref.url
         if not url:
             raise SendRejected("media without a URL")

@@ -51,7 +51,7 @@ class WebChannel(BaseChannel):
         if phone and not _PHONE_RE.match(phone.replace(" ", "")):
             errors["contact_phone"] = "not a phone number (mainland mobile, landline with area code, or +E.164)"
         location = _location(data.get("location"), errors)
-        # form_token: the HTML form's per-render token against double submits (see gateway/webform.py).
+        # form_token: the HTML form's per-render token against double submits (see gateway/http/webform.py).
         unknown = set(data) - {"text", "title", "contact_phone", "location", "photos", "form_token"}
         for name in sorted(unknown):
             errors[name] = "unknown field"

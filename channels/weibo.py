@@ -184,7 +184,7 @@ class WeiboChannel(BaseChannel):
         return SendResult(external_id=str(external) if external else None, status="sent")
 
     def fetch_media(self, ref: MediaRef, acct: Account) -> tuple[bytes, str]:
-        """``SupportsMediaFetch`` (gateway/mediafetch.py): download the ``tovfid`` with ``mss/msget``,
+        """``SupportsMediaFetch`` (gateway/tasks/mediafetch.py): download the ``tovfid`` with ``mss/msget``,
         or an @-mention's picture by its URL (fan-service media never carry a URL)."""
         if ref.url:
             return fetch_picture(ref.url, acct)

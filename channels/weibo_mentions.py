@@ -1,4 +1,4 @@
-"""Weibo @-mentions of the city's account (提到我的微博), read by the poller in ``gateway/mentions.py``.
+"""Weibo @-mentions of the city's account (提到我的微博), read by the poller in ``gateway/tasks/mentions.py``.
 
 - ``GET {api_base}statuses/mentions.json`` with ``access_token``, ``since_id`` (ids greater than
   it), ``max_id`` (ids less than or equal to it), ``count`` (at most 200) and ``page``; statuses

@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:  # the nlp package is part of this distribution; only a broken install lacks it
         pass
     else:
-        from gateway.retrain import extend_train_command
+        from gateway.core.retrain import extend_train_command
 
         register(sub)
         extend_train_command(sub)
@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from gateway.app import create_app
+    from gateway.http.app import create_app
     from gateway.logs import setup_logging
     from gateway.settings import describe
 
@@ -133,7 +133,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     from gateway.logs import setup_logging
-    from gateway.worker import make_celery, queues
+    from gateway.tasks.worker import make_celery, queues
 
     settings = load_settings()
     if not settings.redis_url:
@@ -169,7 +169,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from gateway.schema import json_schemas
+    from gateway.core.schema import json_schemas
 
     schemas = json_schemas()
     out = schemas if args.which == "all" else schemas[args.which]
@@ -178,7 +178,7 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _deliveries(args: argparse.Namespace) -> int:
-    from gateway.outbox import operator
+    from gateway.dispatch.outbox import operator
 
     async def run() -> list[dict[str, object]]:
         async with operator(load_settings()) as box:
@@ -190,7 +190,7 @@ def _deliveries(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from gateway.outbox import ReplayRefused, operator, settle
+    from gateway.dispatch.outbox import ReplayRefused, operator, settle
 
     if bool(args.delivery) == bool(args.all_dead):
         print("gateway replay: give a DELIVERY_ID or --all-dead", file=sys.stderr)
@@ -214,7 +214,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _stats(args: argparse.Namespace) -> int:
     from gateway.db import Database
-    from gateway.dispatch_routes import compute_stats
+    from gateway.http.dispatch import compute_stats
 
     async def run() -> dict[str, object]:
         db = Database(load_settings().db_url)

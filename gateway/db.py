@@ -232,7 +232,7 @@ class Database:
         info: dict[str, Any] = {}
         self.counter_engine: AsyncEngine | None = None
         if self.engine.dialect.name == "postgresql":
-            # Case numbers are bumped on a connection of their own (gateway/casenumber.py). A pool of
+            # Case numbers are bumped on a connection of their own (gateway/core/casenumber.py). A pool of
             # their own means an intake holding a main-pool connection never waits on the main pool
             # for its second one: no deadlock when every main connection is busy.
             self.counter_engine = make_engine(url, pool_size=2, max_overflow=2)
@@ -297,7 +297,7 @@ class Notification(Base):
 
 class Delivery(Base):
     """The dispatch outbox (统一分拨): one row per hand-off of a ready report, written in the same
-    transaction as the move to ``ready``; drained by the ``deliver_dispatch`` task (gateway/outbox.py)."""
+    transaction as the move to ``ready``; drained by the ``deliver_dispatch`` task (gateway/dispatch/outbox.py)."""
 
     __tablename__ = "deliveries"
 

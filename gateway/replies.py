@@ -5,7 +5,7 @@ Every resident-facing sentence lives here so that wording is reviewed in one pla
 
 from __future__ import annotations
 
-from gateway.lifecycle import Status
+from gateway.core.lifecycle import Status
 
 CLOSE_WORDS = frozenset({"提交", "完成", "好了", "结束", "就这些", "submit", "done"})
 

@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     weibo_timestamp_window_s: int = 300  # pushes with an older or newer timestamp are refused (0: off)
     weibo_reply_url: str = "https://m.api.weibo.com/2/messages/reply.json"  # fan-service reply API
     weibo_media_url: str = "https://upload.api.weibo.com/2/mss/msget"  # fan-service media download
-    weibo_poll_interval_s: float = 0.0  # @-mention poller (gateway/mentions.py); 0 = off
+    weibo_poll_interval_s: float = 0.0  # @-mention poller (gateway/tasks/mentions.py); 0 = off
     weibo_poll_max_pages: int = 5  # pages of mentions fetched per run at most
     weibo_poll_page_size: int = 50  # mentions per page (Weibo allows up to 200)
     weibo_poll_timeout_s: float = 10.0  # timeout of one mentions API call

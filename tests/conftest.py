@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
-from gateway.classify import PlaceholderClassifier
+from gateway.core.classify import PlaceholderClassifier
+from gateway.http.app import create_app
 from gateway.migrate import upgrade
 from gateway.settings import Settings
-from gateway.tasks import InProcessRunner
+from gateway.tasks.runners import InProcessRunner
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -15,13 +15,15 @@ from aiohttp import ClientSession
 from sqlalchemy import select
 
 from channels.base import Account, BaseChannel
-from gateway import channel_routes, keys, outbox, ratings
-from gateway.classify import Classification
+from gateway.core.classify import Classification
+from gateway.core.pipeline import Pipeline
 from gateway.db import Database, Delivery, Notification, Report, utcnow
+from gateway.dispatch import outbox, ratings
+from gateway.http import channels as channel_routes
+from gateway.http import keys
 from gateway.models import InboundMessage, MessageKind, OutboundMessage, SendResult
-from gateway.pipeline import Pipeline
 from gateway.settings import Settings
-from gateway.tasks import InProcessRunner, TaskContext
+from gateway.tasks.runners import InProcessRunner, TaskContext
 from tests.fakes.dispatch_server import FakeDispatch
 
 CHAT = "fakechat"
@@ -210,7 +212,7 @@ async def chat_gateway(db_url: str, aiohttp_client: Any, make_settings: Any, fak
 
     ``db_url`` comes first so that the database is torn down after the app.
     """
-    from gateway.app import create_app
+    from gateway.http.app import create_app
 
     settings = make_settings(**fast_dispatch(fake), database_url=db_url)
     app = create_app(settings, classifier=FixedClassifier(), runner=runner)

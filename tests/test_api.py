@@ -7,8 +7,8 @@ import json
 
 from sqlalchemy import func, select
 
-from gateway import keys
 from gateway.db import History, Media, Report
+from gateway.http import keys
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -75,8 +75,8 @@ async def test_malformed_json_is_400_and_stores_nothing(client):
 
 
 async def test_json_over_cap_is_413(aiohttp_client, make_settings, runner):
-    from gateway.app import create_app
-    from gateway.classify import PlaceholderClassifier
+    from gateway.core.classify import PlaceholderClassifier
+    from gateway.http.app import create_app
 
     app = create_app(make_settings(max_json_bytes=1000), classifier=PlaceholderClassifier(), runner=runner)
     client = await aiohttp_client(app)
@@ -108,8 +108,8 @@ async def test_multipart_with_photos_stores_media_by_hash(client, runner):
 async def test_multipart_rejects_non_images_and_too_many_photos(aiohttp_client, make_settings, runner):
     import aiohttp
 
-    from gateway.app import create_app
-    from gateway.classify import PlaceholderClassifier
+    from gateway.core.classify import PlaceholderClassifier
+    from gateway.http.app import create_app
 
     client = await aiohttp_client(
         create_app(make_settings(max_photos=1), classifier=PlaceholderClassifier(), runner=runner)
@@ -131,8 +131,8 @@ async def test_multipart_rejects_non_images_and_too_many_photos(aiohttp_client, 
 async def test_multipart_body_over_the_request_cap_is_413(aiohttp_client, make_settings, runner):
     """Text parts were each capped at 64 KB but not in total: a post with many fields was held
     in memory whole. The multipart body as a whole is capped like any other request body."""
-    from gateway.app import create_app
-    from gateway.classify import PlaceholderClassifier
+    from gateway.core.classify import PlaceholderClassifier
+    from gateway.http.app import create_app
 
     settings = make_settings(max_photos=1, max_photo_bytes=1024)
     app = create_app(settings, classifier=PlaceholderClassifier(), runner=runner)
@@ -244,7 +244,7 @@ async def test_status_page_shows_resident_steps_in_china_time_and_a_rating_link_
         await pipeline.change_status(case, status, "dispatch", note="已更换井盖" if status == "resolved" else None)
     async with client.app[keys.DB].session() as s:
         created = (await s.scalar(select(Report).where(Report.case_number == case))).created_at
-    from gateway.casenumber import CST
+    from gateway.core.casenumber import CST
 
     page = await (await client.get(f"/report/{case}")).text()
     assert created.astimezone(CST).strftime("%Y-%m-%d %H:%M") in page

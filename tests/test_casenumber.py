@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.casenumber import format_case_number, is_case_number, next_case_number
+from gateway.core.casenumber import format_case_number, is_case_number, next_case_number
 from gateway.db import Database
 
 

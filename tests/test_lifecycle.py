@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.lifecycle import ALLOWED, IllegalTransition, Status, check
+from gateway.core.lifecycle import ALLOWED, IllegalTransition, Status, check
 
 HAPPY_PATH = ["received", "classified", "needs_review", "ready", "dispatched", "accepted", "in_progress",
               "resolved", "closed"]

@@ -10,11 +10,11 @@ from sqlalchemy import select
 
 from channels.base import Account, BaseChannel
 from channels.errors import SendRejected, SendRetryable
-from gateway import keys
 from gateway.db import Media, Report
-from gateway.mediafetch import MAX_FETCH_ATTEMPTS, SupportsMediaFetch, fetch_media
+from gateway.http import keys
 from gateway.models import MediaRef
-from gateway.tasks import Retry
+from gateway.tasks.mediafetch import MAX_FETCH_ATTEMPTS, SupportsMediaFetch, fetch_media
+from gateway.tasks.runners import Retry
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x07" * 64
 
@@ -142,7 +142,7 @@ async def test_media_over_the_cap_is_refused(ctx: Any, client: Any) -> None:
 
 
 async def test_registered_as_a_task_on_the_media_queue(ctx: Any, client: Any) -> None:
-    from gateway.tasks import QUEUES, TASKS
+    from gateway.tasks.runners import QUEUES, TASKS
 
     assert "fetch_media" in TASKS and QUEUES["fetch_media"] == "media"
     with_channel(ctx, [(PNG, "image/png")])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from gateway.app import create_app
-from gateway.classify import PlaceholderClassifier
+from gateway.core.classify import PlaceholderClassifier
+from gateway.http.app import create_app
 
 
 async def test_healthz_and_request_id(client):
@@ -63,9 +63,9 @@ async def test_the_classifier_loads_at_start_not_on_the_first_report(aiohttp_cli
     import asyncio
     import logging
 
-    from gateway.classify import NlpClassifier
+    from gateway.core.classify import NlpClassifier
 
-    caplog.set_level(logging.INFO, logger="gateway.app")
+    caplog.set_level(logging.INFO, logger="gateway.http.app")
     classifier = NlpClassifier(None, None, make_settings().var_dir / "models")
     await aiohttp_client(create_app(make_settings(classifier="nlp"), classifier=classifier, runner=runner))
     for _ in range(600):

@@ -1,4 +1,4 @@
-"""gateway/outbox.py: the outbox is written with the move to ready, drained, retried, dead-lettered,
+"""gateway/dispatch/outbox.py: the outbox is written with the move to ready, drained, retried, dead-lettered,
 replayed, and survives a runner restart or a worker killed mid-delivery."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from gateway import cli
+from gateway.core.lifecycle import Status
 from gateway.db import DeliveryAttempt, History, Report, utcnow
-from gateway.lifecycle import Status
-from gateway.outbox import ReplayRefused
-from gateway.tasks import QUEUES
+from gateway.dispatch.outbox import ReplayRefused
+from gateway.tasks.runners import QUEUES
 from tests.dispatch_support import (
     DroppingRunner,
     FixedClassifier,
@@ -269,8 +269,8 @@ async def test_deliver_task_runs_on_a_celery_worker_over_real_redis(make_setting
     """Production mode: the moderator's approval enqueues over Redis; a Celery worker delivers."""
     from celery.contrib.testing.worker import start_worker
 
-    from gateway.tasks import CeleryRunner
-    from gateway.worker import close_worker_context, make_celery, queues
+    from gateway.tasks.runners import CeleryRunner
+    from gateway.tasks.worker import close_worker_context, make_celery, queues
 
     settings = make_settings(**fast_dispatch(fake), redis_url=redis_url)
     celery_app = make_celery(settings)

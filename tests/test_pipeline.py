@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from gateway.classify import Classification, PlaceholderClassifier
+from gateway.core.classify import Classification, PlaceholderClassifier
+from gateway.core.lifecycle import IllegalTransition
+from gateway.core.pipeline import Pipeline, ReportNotFound
 from gateway.db import Database, History, Message, Report
-from gateway.lifecycle import IllegalTransition
 from gateway.models import InboundMessage, Location, MediaRef, MessageKind
-from gateway.pipeline import Pipeline, ReportNotFound
 
 
 class RecordingRunner:

@@ -1,4 +1,4 @@
-"""gateway/ratings.py: a digit reply after `resolved` is a rating (not a new report), the signed web
+"""gateway/dispatch/ratings.py: a digit reply after `resolved` is a rating (not a new report), the signed web
 rating page, and the whole loop from report to rating to stats."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from gateway import keys
+from gateway.core.lifecycle import Status
 from gateway.db import Rating, Report, utcnow
-from gateway.lifecycle import Status
-from gateway.ratings import parse_rating, rating_url
+from gateway.dispatch.ratings import parse_rating, rating_url
+from gateway.http import keys
 from tests.dispatch_support import (
     DroppingRunner,
     Process,

@@ -8,9 +8,9 @@ import json
 from datetime import timedelta
 
 from gateway import cli
+from gateway.core.lifecycle import Status
 from gateway.db import utcnow
-from gateway.dispatch_routes import compute_stats
-from gateway.lifecycle import Status
+from gateway.http.dispatch import compute_stats
 from tests.dispatch_support import DroppingRunner, FixedClassifier, Process, Resident
 
 HOUR = 3600.0
@@ -78,7 +78,7 @@ async def test_figures_per_category_and_department(make_settings, tmp_path, db_u
 
 
 async def test_stats_endpoint_and_cli_agree(make_settings, aiohttp_client, monkeypatch, tmp_path, capsys):
-    from gateway.app import create_app
+    from gateway.http.app import create_app
 
     settings = make_settings(dispatch_url="http://127.0.0.1:9/hook", dispatch_secret="d")
     now = [utcnow() - timedelta(days=1)]

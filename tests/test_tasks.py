@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from gateway import tasks
-from gateway.tasks import InProcessRunner, Retry, TaskContext
+from gateway.tasks import runners as tasks
+from gateway.tasks.runners import InProcessRunner, Retry, TaskContext
 
 
 @pytest.fixture
@@ -68,16 +68,16 @@ async def test_celery_runner_runs_the_same_task_over_redis(make_settings, redis_
     """Enqueue through Redis, run in a real Celery worker thread, see the report classified."""
     from celery.contrib.testing.worker import start_worker
 
+    from gateway.core.pipeline import Pipeline
     from gateway.db import Database, Report
     from gateway.models import InboundMessage, MessageKind
-    from gateway.pipeline import Pipeline
-    from gateway.tasks import CeleryRunner
-    from gateway.worker import make_celery
+    from gateway.tasks.runners import CeleryRunner
+    from gateway.tasks.worker import make_celery
 
     settings = make_settings(redis_url=redis_url)
     celery_app = make_celery(settings)
     db = Database(sqlite_url)
-    from gateway.classify import PlaceholderClassifier
+    from gateway.core.classify import PlaceholderClassifier
 
     pipeline = Pipeline(db, settings, CeleryRunner(celery_app), PlaceholderClassifier())
     from datetime import UTC, datetime

@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from gateway.core.duplicates import MERGE_TARGETS
+from gateway.core.lifecycle import OPEN, Status
+from gateway.core.reviews import record_example
 from gateway.db import History, ModeratorNote, Report
-from gateway.duplicates import MERGE_TARGETS
-from gateway.lifecycle import OPEN, Status
-from gateway.reviews import record_example
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from gateway.console.auth import Principal
-    from gateway.pipeline import Pipeline
+    from gateway.core.pipeline import Pipeline
     from nlp.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)

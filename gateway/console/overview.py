@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import func, or_, select
 
 from gateway.console.queue import LOCAL_TZ
+from gateway.core.lifecycle import Status
 from gateway.db import Database, History, Report
-from gateway.lifecycle import Status
 from gateway.settings import Settings
 
 DAYS = 30
@@ -133,7 +133,7 @@ def _queue_replay(moves: Sequence[Any], days: list[date], start: datetime) -> tu
 async def _departments(db: Database) -> tuple[list[dict[str, Any]], bool]:
     """Per-department figures of everything handed to dispatch (``gateway stats``), when available."""
     try:
-        from gateway.dispatch_routes import compute_stats
+        from gateway.http.dispatch import compute_stats
     except ImportError:  # the dispatch hand-off is not part of this build
         return [], False
     data = await compute_stats(db)

@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import selectinload
 
+from gateway.core.duplicates import near_duplicates
+from gateway.core.lifecycle import Status
 from gateway.db import Database, Report
-from gateway.duplicates import near_duplicates
-from gateway.lifecycle import Status
 
 LOCAL_TZ = timezone(timedelta(hours=8), "CST")  # China Standard Time, no daylight saving
 PAGE_SIZE = 50

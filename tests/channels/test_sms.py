@@ -21,12 +21,13 @@ from channels.base import Account, RawRequest
 from channels.errors import InvalidSignature, SendRejected, SendRetryable
 from channels.sms import SmsChannel, e164, keyword_event
 from channels.sms_providers import decode_possible_base64, form_params
-from gateway import keys, replies
-from gateway.app import create_app
-from gateway.classify import PlaceholderClassifier
+from gateway import replies
+from gateway.core.classify import PlaceholderClassifier
 from gateway.db import Contact, Media, Notification, Report
+from gateway.http import keys
+from gateway.http.app import create_app
 from gateway.models import MediaRef, MessageKind, OutboundMessage
-from gateway.notify import notify
+from gateway.tasks.notify import notify
 from tests.fakes.twilio_api import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioApi
 from tests.harness import FIXTURES, IncomingCase, Prepared, run_incoming
 

@@ -17,12 +17,13 @@ from sqlalchemy import select
 from channels.base import Account
 from channels.errors import ChannelMisconfigured, SendRejected, SendRetryable
 from channels.weibo import WeiboChannel, message_id, signature
-from gateway import keys, replies
-from gateway.app import create_app
-from gateway.classify import PlaceholderClassifier
+from gateway import replies
+from gateway.core.classify import PlaceholderClassifier
 from gateway.db import Contact, Media, Message, Notification, Report
+from gateway.http import keys
+from gateway.http.app import create_app
 from gateway.models import MediaRef, MessageKind, OutboundMessage
-from gateway.notify import notify
+from gateway.tasks.notify import notify
 from tests.fakes.weibo_api import ACCESS_TOKEN, FakeWeiboApi
 from tests.harness import FIXTURES, IncomingCase, Prepared, run_incoming
 

@@ -18,13 +18,14 @@ from channels.base import Account
 from channels.errors import BadPayload, SendRejected
 from channels.weibo import WeiboChannel
 from channels.weibo_mentions import fetch_picture, mention_message
-from gateway import keys, mentions
-from gateway.app import create_app
-from gateway.classify import PlaceholderClassifier
+from gateway.core.classify import PlaceholderClassifier
 from gateway.db import ChannelCursor, Media, Message, Report
+from gateway.http import keys
+from gateway.http.app import create_app
 from gateway.models import MediaRef, MessageKind
 from gateway.settings import Settings
-from gateway.tasks import QUEUES, TASKS, InProcessRunner, TaskContext
+from gateway.tasks import mentions
+from gateway.tasks.runners import QUEUES, TASKS, InProcessRunner, TaskContext
 from tests.fakes.weibo_api import ACCESS_TOKEN, FakeWeiboApi
 from tests.harness import FIXTURES
 

@@ -9,10 +9,10 @@ from datetime import date, timedelta
 import aiohttp
 from sqlalchemy import select
 
-from gateway import keys
-from gateway.app import create_app
 from gateway.console.auth import create_api_key, create_user
 from gateway.db import PiiView
+from gateway.http import keys
+from gateway.http.app import create_app
 from tests.console.conftest import PASSWORD, FakeClassifier, login, seed
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64

@@ -4,7 +4,7 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-28 10:00:00
 
-Hand-written (only these tables); see gateway/outbox.py, gateway/dispatch_routes.py, gateway/ratings.py.
+Hand-written (only these tables); see gateway/dispatch/outbox.py, gateway/http/dispatch.py, gateway/dispatch/ratings.py.
 """
 
 from collections.abc import Sequence

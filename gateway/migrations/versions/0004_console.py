@@ -4,7 +4,7 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-28 12:00:00
 
-Hand-written (only these tables); see gateway/console/ and gateway/reviews.py.
+Hand-written (only these tables); see gateway/console/ and gateway/core/reviews.py.
 """
 
 from collections.abc import Sequence

@@ -4,7 +4,7 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-28 18:00:00
 
-Hand-written (only this table); see gateway/mentions.py.
+Hand-written (only this table); see gateway/tasks/mentions.py.
 """
 
 from collections.abc import Sequence

@@ -33,16 +33,16 @@ from sqlalchemy.orm import selectinload
 from adapters import dispatch
 from adapters.routing import DEFAULT_TARGET, RoutingTable, Target, load_routing
 from gateway import replies
+from gateway.core.lifecycle import Status
+from gateway.core.pipeline import SYSTEM, after_commit
+from gateway.core.schema import report_json
 from gateway.db import Delivery, DeliveryAttempt, Report
-from gateway.lifecycle import Status
-from gateway.pipeline import SYSTEM, after_commit
-from gateway.schema import report_json
-from gateway.tasks import TaskContext, backoff
+from gateway.tasks.runners import TaskContext, backoff
 
 if TYPE_CHECKING:
     from aiohttp import ClientSession
 
-    from gateway.pipeline import Pipeline
+    from gateway.core.pipeline import Pipeline
     from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -315,15 +315,15 @@ async def operator(settings: Settings) -> AsyncIterator[Outbox]:
     runs the replayed deliveries in this process (``settle`` waits for them)."""
     from aiohttp import ClientSession
 
-    from gateway.classify import PlaceholderClassifier
+    from gateway.core.classify import PlaceholderClassifier
+    from gateway.core.pipeline import Pipeline
     from gateway.db import Database
-    from gateway.pipeline import Pipeline
-    from gateway.tasks import CeleryRunner, InProcessRunner, TaskRunner
+    from gateway.tasks.runners import CeleryRunner, InProcessRunner, TaskRunner
 
     db = Database(settings.db_url)
     runner: TaskRunner
     if settings.redis_url:
-        from gateway.worker import make_celery
+        from gateway.tasks.worker import make_celery
 
         runner = CeleryRunner(make_celery(settings))
     else:

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.core.lifecycle import Status
 from gateway.db import Report as ReportRow
-from gateway.lifecycle import Status
 
 SetBy = Literal["model", "rule", "moderator", "placeholder"]
 

@@ -1,6 +1,6 @@
 """``gateway train --from-reviews``: retrain with what moderators confirmed (the learning loop).
 
-The moderators' confirmed or corrected categories (``gateway/reviews.py``) are added to the
+The moderators' confirmed or corrected categories (``gateway/core/reviews.py``) are added to the
 training data as labeled examples: to DATA when given, otherwise to the bundled seed corpus, so
 the new model knows every category and learns the city's own wording. The merged file is handed
 to the ordinary ``train`` command.
@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from gateway.core.reviews import examples_csv
 from gateway.db import Database
-from gateway.reviews import examples_csv
 from gateway.settings import load_settings
 
 

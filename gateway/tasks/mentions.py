@@ -46,9 +46,9 @@ from channels.weibo_mentions import MentionsApi, mention_message, status_id
 from gateway.db import ChannelCursor
 
 if TYPE_CHECKING:
-    from gateway.pipeline import Pipeline
+    from gateway.core.pipeline import Pipeline
     from gateway.settings import Settings
-    from gateway.tasks import TaskContext, TaskRunner
+    from gateway.tasks.runners import TaskContext, TaskRunner
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,13 @@ from sqlalchemy.orm import selectinload
 
 from channels.errors import BadPayload
 from channels.web import WebChannel
-from gateway import keys
-from gateway.casenumber import is_case_number
+from gateway.core.casenumber import is_case_number
+from gateway.core.pipeline import IntakeResult
+from gateway.core.schema import report_json
 from gateway.db import Report
+from gateway.http import keys
 from gateway.media import sniff_image_type
 from gateway.models import InboundMessage, MediaRef, MessageKind
-from gateway.pipeline import IntakeResult
-from gateway.schema import report_json
 
 log = logging.getLogger(__name__)
 _web = WebChannel()
@@ -42,7 +42,7 @@ async def read_report_post(request: web.Request) -> InboundMessage:
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key) <= MAX_KEY):
         raise bad_request({"Idempotency-Key": f"must be 1-{MAX_KEY} characters"})
-    # The HTML form's browser cookie (gateway/webform.py) or an API client's id; else one-off.
+    # The HTML form's browser cookie (gateway/http/webform.py) or an API client's id; else one-off.
     sender = request.headers.get("X-Client-Id") or request.cookies.get("gw_client") or uuid.uuid4().hex
     ctype = request.content_type
     try:

@@ -25,10 +25,10 @@ from channels.errors import ChannelError, SendRetryable
 from gateway.db import Media, Report
 from gateway.media import sniff_image_type
 from gateway.models import MediaRef, MessageKind
-from gateway.tasks import Retry, TaskContext
+from gateway.tasks.runners import Retry, TaskContext
 
 if TYPE_CHECKING:
-    from gateway.pipeline import Pipeline
+    from gateway.core.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 MAX_FETCH_ATTEMPTS = 6

@@ -24,16 +24,17 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway import keys, replies
-from gateway.casenumber import is_case_number
+from gateway import replies
+from gateway.core.casenumber import is_case_number
+from gateway.core.lifecycle import Status
+from gateway.core.pipeline import IntakeResult, message_row
 from gateway.db import History, Message, Rating, Report
-from gateway.lifecycle import Status
+from gateway.http import keys
 from gateway.models import InboundMessage, MessageKind
-from gateway.pipeline import IntakeResult, message_row
 from gateway.settings import signing_key
 
 if TYPE_CHECKING:
-    from gateway.pipeline import Pipeline
+    from gateway.core.pipeline import Pipeline
     from gateway.settings import Settings
 
 log = logging.getLogger(__name__)

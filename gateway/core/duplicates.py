@@ -14,8 +14,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from gateway.core.lifecycle import Status
 from gateway.db import Database, Report
-from gateway.lifecycle import Status
 
 WINDOW = timedelta(days=3)
 POOL = 2000

@@ -26,17 +26,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import replies
-from gateway.casenumber import next_case_number
+from gateway.core.casenumber import next_case_number
+from gateway.core.duplicates import near_duplicates
+from gateway.core.lifecycle import Status, check
 from gateway.db import Contact, Database, History, Media, Message, Notification, Report, utcnow
-from gateway.duplicates import near_duplicates
-from gateway.lifecycle import Status, check
 from gateway.models import InboundMessage, LocationSource, MessageKind
 
 if TYPE_CHECKING:
-    from gateway.classify import ReportClassifier
+    from gateway.core.classify import ReportClassifier
     from gateway.metrics import Metrics
     from gateway.settings import Settings
-    from gateway.tasks import TaskRunner
+    from gateway.tasks.runners import TaskRunner
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class Pipeline:
         self.clock = clock
         # Called inside the transaction of every status change (the dispatch outbox hooks here).
         self.transition_hooks: list[TransitionHook] = []
-        # Tried in order before session stitching (gateway/ratings.py registers one).
+        # Tried in order before session stitching (gateway/dispatch/ratings.py registers one).
         self.intake_hooks: list[IntakeHook] = []
         # Extra sweeps run by ``sweep`` (the dispatch outbox registers one); each returns a count.
         self.sweepers: list[Callable[[], Awaitable[int]]] = []

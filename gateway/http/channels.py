@@ -24,9 +24,9 @@ from channels.base import (
     SupportsHandshake,
 )
 from channels.errors import BadPayload, InvalidSignature, PayloadTooLarge
-from gateway import keys
+from gateway.http import keys
 from gateway.models import InboundMessage
-from gateway.notify import record_delivery_report
+from gateway.tasks.notify import record_delivery_report
 
 log = logging.getLogger(__name__)
 

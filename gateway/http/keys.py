@@ -8,12 +8,12 @@ from aiohttp import ClientSession, web
 
 if TYPE_CHECKING:
     from channels.base import BaseChannel
+    from gateway.core.pipeline import Pipeline
     from gateway.db import Database
     from gateway.media import MediaStore
     from gateway.metrics import Metrics
-    from gateway.pipeline import Pipeline
     from gateway.settings import Settings
-    from gateway.tasks import TaskContext, TaskRunner
+    from gateway.tasks.runners import TaskContext, TaskRunner
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 DB: web.AppKey[Database] = web.AppKey("db")

@@ -4,7 +4,7 @@
   retries and backoff; drained on graceful shutdown. What it had not finished when the process
   died is picked up by the pipeline's sweeper, because every task re-reads its state by id.
 - ``CeleryRunner`` (``GATEWAY_REDIS_URL`` set): sends the task by name to Celery over Redis;
-  ``gateway worker`` runs the same functions (see ``gateway/worker.py``).
+  ``gateway worker`` runs the same functions (see ``gateway/tasks/worker.py``).
 
 Tasks take ids and small JSON values only, and are idempotent, so running one twice is harmless.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from gateway.pipeline import Pipeline
+    from gateway.core.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -52,25 +52,25 @@ async def close_session(ctx: TaskContext, report_id: int) -> None:
 
 
 async def notify(ctx: TaskContext, notification_id: int) -> None:
-    from gateway.notify import notify as send_notification
+    from gateway.tasks.notify import notify as send_notification
 
     await send_notification(ctx, notification_id)
 
 
 async def fetch_media(ctx: TaskContext, media_id: int) -> None:
-    from gateway.mediafetch import fetch_media as download
+    from gateway.tasks.mediafetch import fetch_media as download
 
     await download(ctx, media_id)
 
 
 async def deliver_dispatch(ctx: TaskContext, delivery_id: int) -> None:
-    from gateway.outbox import deliver_dispatch as deliver
+    from gateway.dispatch.outbox import deliver_dispatch as deliver
 
     await deliver(ctx, delivery_id)
 
 
 async def poll_weibo_mentions(ctx: TaskContext) -> None:
-    from gateway.mentions import poll_weibo_mentions as poll
+    from gateway.tasks.mentions import poll_weibo_mentions as poll
 
     await poll(ctx)
 
@@ -83,7 +83,7 @@ TASKS: dict[str, TaskFn] = {
     "deliver_dispatch": deliver_dispatch,
     "deliver_dispatch_urgent": deliver_dispatch,  # P1: its own queue, so a backlog never delays it
     "fetch_media": fetch_media,
-    "poll_weibo_mentions": poll_weibo_mentions,  # periodic, enqueued by gateway serve (gateway/mentions.py)
+    "poll_weibo_mentions": poll_weibo_mentions,  # periodic, enqueued by gateway serve (gateway/tasks/mentions.py)
 }
 QUEUES: dict[str, str] = {
     "classify_report": "nlp",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway.schema import json_schemas
+from gateway.core.schema import json_schemas
 
 
 def openapi_document(public_url: str) -> dict[str, Any]:

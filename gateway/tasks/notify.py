@@ -16,10 +16,10 @@ from sqlalchemy import select
 from channels.errors import ChannelMisconfigured, SendRejected, SendRetryable
 from gateway.db import Contact, Notification
 from gateway.models import DeliveryReport, OutboundMessage
-from gateway.tasks import Retry, TaskContext
+from gateway.tasks.runners import Retry, TaskContext
 
 if TYPE_CHECKING:
-    from gateway.pipeline import Pipeline
+    from gateway.core.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 MAX_SEND_ATTEMPTS = 8

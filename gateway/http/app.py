@@ -13,28 +13,23 @@ import jinja2
 from aiohttp import ClientSession, ClientTimeout, web
 
 import channels
-from gateway import (
-    api,
-    channel_routes,
-    dispatch_routes,
-    keys,
-    mentions,
-    open311_routes,
-    ops,
-    outbox,
-    ratings,
-    webform,
-)
-from gateway.classify import NlpClassifier, PlaceholderClassifier, ReportClassifier
 from gateway.console import install as install_console
+from gateway.core.classify import NlpClassifier, PlaceholderClassifier, ReportClassifier
+from gateway.core.pipeline import Pipeline
 from gateway.db import Database
+from gateway.dispatch import outbox, ratings
+from gateway.http import channels as channel_routes
+from gateway.http import dispatch as dispatch_routes
+from gateway.http import keys, ops, webform
+from gateway.http import open311 as open311_routes
+from gateway.http import reports as api
+from gateway.http.middlewares import json_errors, request_context
 from gateway.media import LocalMediaStore
 from gateway.metrics import Metrics
-from gateway.middlewares import json_errors, request_context
 from gateway.migrate import upgrade
-from gateway.pipeline import Pipeline
 from gateway.settings import Settings
-from gateway.tasks import CeleryRunner, InProcessRunner, TaskContext, TaskRunner
+from gateway.tasks import mentions
+from gateway.tasks.runners import CeleryRunner, InProcessRunner, TaskContext, TaskRunner
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
@@ -118,7 +113,7 @@ def _pipeline(settings: Settings, classifier: ReportClassifier, runner: TaskRunn
         chosen = runner
         if chosen is None:
             if settings.redis_url:
-                from gateway.worker import make_celery
+                from gateway.tasks.worker import make_celery
 
                 chosen = CeleryRunner(make_celery(settings))
             else:

@@ -15,8 +15,8 @@ from typing import Any
 from celery import Celery, Task
 from celery.signals import worker_process_shutdown, worker_shutdown
 
-from gateway import tasks as task_table
 from gateway.settings import Settings
+from gateway.tasks import runners as task_table
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +64,12 @@ async def _build_context(settings: Settings, celery_app: Celery) -> task_table.T
     from aiohttp import ClientSession, ClientTimeout
 
     import channels
-    from gateway import outbox, ratings
-    from gateway.app import make_classifier
-    from gateway.channel_routes import load_accounts
+    from gateway.core.pipeline import Pipeline
     from gateway.db import Database
+    from gateway.dispatch import outbox, ratings
+    from gateway.http.app import make_classifier
+    from gateway.http.channels import load_accounts
     from gateway.media import LocalMediaStore
-    from gateway.pipeline import Pipeline
 
     db = Database(settings.db_url)
     runner = task_table.CeleryRunner(celery_app)
