@@ -447,7 +447,7 @@ def _check_redis(parser: argparse.ArgumentParser, url: str) -> bool:
     True when the database is empty, so the run may empty it again afterwards."""
     import redis
 
-    from gateway.tasks.worker import queues
+    from gateway.worker import queues
 
     client = redis.Redis.from_url(url, socket_connect_timeout=2)
     kwargs = client.connection_pool.connection_kwargs

@@ -119,8 +119,8 @@ def gateway_app(database_url: str | None, workdir: str) -> tuple[web.Application
 async def report_counts(app: web.Application) -> dict[str, int]:
     from sqlalchemy import func, select
 
+    from gateway import keys
     from gateway.db import Report
-    from gateway.http import keys
 
     async with app[keys.DB].session() as s:
         rows = await s.execute(select(Report.status, func.count()).group_by(Report.status))

@@ -133,7 +133,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     from gateway.logs import setup_logging
-    from gateway.tasks.worker import make_celery, queues
+    from gateway.worker import make_celery, queues
 
     settings = load_settings()
     if not settings.redis_url:

@@ -15,12 +15,12 @@ from aiohttp import ClientSession
 from sqlalchemy import select
 
 from channels.base import Account, BaseChannel
+from gateway import keys
 from gateway.core.classify import Classification
 from gateway.core.pipeline import Pipeline
 from gateway.db import Database, Delivery, Notification, Report, utcnow
 from gateway.dispatch import outbox, ratings
 from gateway.http import channels as channel_routes
-from gateway.http import keys
 from gateway.models import InboundMessage, MessageKind, OutboundMessage, SendResult
 from gateway.settings import Settings
 from gateway.tasks.runners import InProcessRunner, TaskContext

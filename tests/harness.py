@@ -17,8 +17,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
+from gateway import keys
 from gateway.db import Message, Report
-from gateway.http import keys
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

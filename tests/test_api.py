@@ -7,8 +7,8 @@ import json
 
 from sqlalchemy import func, select
 
+from gateway import keys
 from gateway.db import History, Media, Report
-from gateway.http import keys
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 

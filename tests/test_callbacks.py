@@ -9,9 +9,9 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from gateway import keys
 from gateway.core.lifecycle import Status
 from gateway.db import DispatchCallback, History
-from gateway.http import keys
 from tests.dispatch_support import (
     Resident,
     deliveries,

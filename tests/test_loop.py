@@ -32,10 +32,10 @@ from adapters import dispatch
 from channels import wechat_api
 from channels.tokens import MemoryTokenStore
 from channels.wechat import signature, xml_fields
-from gateway import replies
+from gateway import keys
+from gateway.core import replies
 from gateway.core.lifecycle import Status
 from gateway.db import History, Notification, Rating, Report
-from gateway.http import keys
 from gateway.http.app import create_app
 from gateway.settings import Settings
 from gateway.tasks.runners import CeleryRunner, InProcessRunner
@@ -233,7 +233,7 @@ async def celery_worker() -> Any:
     Stopped and its task context (engine, HTTP session) closed at teardown, so nothing leaks."""
     from celery.contrib.testing.worker import start_worker
 
-    from gateway.tasks import worker as worker_module
+    from gateway import worker as worker_module
 
     started: list[Any] = []
 

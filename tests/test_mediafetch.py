@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from channels.base import Account, BaseChannel
 from channels.errors import SendRejected, SendRetryable
+from gateway import keys
 from gateway.db import Media, Report
-from gateway.http import keys
 from gateway.models import MediaRef
 from gateway.tasks.mediafetch import MAX_FETCH_ATTEMPTS, SupportsMediaFetch, fetch_media
 from gateway.tasks.runners import Retry

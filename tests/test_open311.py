@@ -14,9 +14,9 @@ from defusedxml import ElementTree
 from sqlalchemy import select
 
 from channels.open311 import parse_date, request_json
+from gateway import keys
 from gateway.core.classify import PlaceholderClassifier
 from gateway.db import Media, Message, Report
-from gateway.http import keys
 from gateway.http.app import create_app
 from tests.harness import FIXTURES
 

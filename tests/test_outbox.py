@@ -270,7 +270,7 @@ async def test_deliver_task_runs_on_a_celery_worker_over_real_redis(make_setting
     from celery.contrib.testing.worker import start_worker
 
     from gateway.tasks.runners import CeleryRunner
-    from gateway.tasks.worker import close_worker_context, make_celery, queues
+    from gateway.worker import close_worker_context, make_celery, queues
 
     settings = make_settings(**fast_dispatch(fake), redis_url=redis_url)
     celery_app = make_celery(settings)

@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from gateway import keys
 from gateway.core.lifecycle import Status
 from gateway.db import Rating, Report, utcnow
 from gateway.dispatch.ratings import parse_rating, rating_url
-from gateway.http import keys
 from tests.dispatch_support import (
     DroppingRunner,
     Process,

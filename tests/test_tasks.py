@@ -72,7 +72,7 @@ async def test_celery_runner_runs_the_same_task_over_redis(make_settings, redis_
     from gateway.db import Database, Report
     from gateway.models import InboundMessage, MessageKind
     from gateway.tasks.runners import CeleryRunner
-    from gateway.tasks.worker import make_celery
+    from gateway.worker import make_celery
 
     settings = make_settings(redis_url=redis_url)
     celery_app = make_celery(settings)

@@ -16,10 +16,10 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from gateway import keys
 from gateway.console import views
 from gateway.console.auth import CONSOLE, make_state
 from gateway.console.queue import LOCAL_TZ
-from gateway.http import keys
 
 TEMPLATES = Path(__file__).parent / "templates"
 

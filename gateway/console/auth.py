@@ -35,8 +35,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
 
+from gateway import keys
 from gateway.db import ApiKey, ConsoleSession, ConsoleUser, Database, utcnow
-from gateway.http import keys
 from gateway.settings import Settings, signing_key
 
 log = logging.getLogger(__name__)

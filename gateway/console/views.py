@@ -13,14 +13,14 @@ import jinja2
 from aiohttp import web
 from sqlalchemy import select
 
-from gateway import replies
+from gateway import keys
 from gateway.console import auth, overview
 from gateway.console.actions import ActionError, ActionInput, perform
 from gateway.console.auth import CONSOLE, api_guard, guard, principal_of, public
 from gateway.console.queue import LOCAL_TZ, QueueFilter, channels_in_queue, load_item, load_queue
+from gateway.core import replies
 from gateway.core.reviews import examples_csv
 from gateway.db import ApiKey, ConsoleUser, ModeratorNote, PiiView, Report, utcnow
-from gateway.http import keys
 
 log = logging.getLogger(__name__)
 JINJA = web.AppKey("console_jinja", jinja2.Environment)

@@ -25,7 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway import replies
+from gateway.core import replies
 from gateway.core.casenumber import next_case_number
 from gateway.core.duplicates import near_duplicates
 from gateway.core.lifecycle import Status, check

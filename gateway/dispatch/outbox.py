@@ -32,7 +32,7 @@ from sqlalchemy.orm import selectinload
 
 from adapters import dispatch
 from adapters.routing import DEFAULT_TARGET, RoutingTable, Target, load_routing
-from gateway import replies
+from gateway.core import replies
 from gateway.core.lifecycle import Status
 from gateway.core.pipeline import SYSTEM, after_commit
 from gateway.core.schema import report_json
@@ -323,7 +323,7 @@ async def operator(settings: Settings) -> AsyncIterator[Outbox]:
     db = Database(settings.db_url)
     runner: TaskRunner
     if settings.redis_url:
-        from gateway.tasks.worker import make_celery
+        from gateway.worker import make_celery
 
         runner = CeleryRunner(make_celery(settings))
     else:

@@ -1,6 +1,6 @@
 """Evaluation (统一评价): the resident rates how their case was handled, 1 to 5.
 
-The ``resolved`` news asks for a digit reply (``gateway/replies.py``). On the chat channels
+The ``resolved`` news asks for a digit reply (``gateway/core/replies.py``). On the chat channels
 (WeChat, SMS, Weibo) an intake hook recognizes a reply such as ``5``, ``4分`` or ``2 太慢了``
 from a resident whose case was resolved within ``GATEWAY_RATING_WINDOW_S`` as a rating of
 their latest resolved case, and answers it, instead of opening a new report. On the web, the
@@ -24,12 +24,12 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway import replies
+from gateway import keys
+from gateway.core import replies
 from gateway.core.casenumber import is_case_number
 from gateway.core.lifecycle import Status
 from gateway.core.pipeline import IntakeResult, message_row
 from gateway.db import History, Message, Rating, Report
-from gateway.http import keys
 from gateway.models import InboundMessage, MessageKind
 from gateway.settings import signing_key
 

@@ -13,6 +13,7 @@ import jinja2
 from aiohttp import ClientSession, ClientTimeout, web
 
 import channels
+from gateway import keys
 from gateway.console import install as install_console
 from gateway.core.classify import NlpClassifier, PlaceholderClassifier, ReportClassifier
 from gateway.core.pipeline import Pipeline
@@ -20,8 +21,8 @@ from gateway.db import Database
 from gateway.dispatch import outbox, ratings
 from gateway.http import channels as channel_routes
 from gateway.http import dispatch as dispatch_routes
-from gateway.http import keys, ops, webform
 from gateway.http import open311 as open311_routes
+from gateway.http import ops, webform
 from gateway.http import reports as api
 from gateway.http.middlewares import json_errors, request_context
 from gateway.media import LocalMediaStore
@@ -113,7 +114,7 @@ def _pipeline(settings: Settings, classifier: ReportClassifier, runner: TaskRunn
         chosen = runner
         if chosen is None:
             if settings.redis_url:
-                from gateway.tasks.worker import make_celery
+                from gateway.worker import make_celery
 
                 chosen = CeleryRunner(make_celery(settings))
             else:

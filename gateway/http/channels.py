@@ -24,7 +24,7 @@ from channels.base import (
     SupportsHandshake,
 )
 from channels.errors import BadPayload, InvalidSignature, PayloadTooLarge
-from gateway.http import keys
+from gateway import keys
 from gateway.models import InboundMessage
 from gateway.tasks.notify import record_delivery_report
 

@@ -32,11 +32,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from adapters import dispatch
+from gateway import keys
 from gateway.core.lifecycle import IllegalTransition, Status
 from gateway.core.pipeline import SYSTEM, Pipeline, ReportNotFound
 from gateway.db import Database, Delivery, DispatchCallback, History, Rating, Report, utcnow
 from gateway.dispatch.outbox import deadline_for, routing_for
-from gateway.http import keys
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.http import keys
+from gateway import keys
 from gateway.logs import request_id
 
 log = logging.getLogger("gateway.access")

@@ -27,10 +27,10 @@ from sqlalchemy.orm import selectinload
 from channels import open311
 from channels.errors import BadPayload, InvalidSignature
 from channels.open311 import FORMATS, GeoReportError, Service
+from gateway import keys
 from gateway.core.casenumber import is_case_number
 from gateway.core.pipeline import Pipeline
 from gateway.db import Report
-from gateway.http import keys
 
 log = logging.getLogger(__name__)
 PREFIX = "/open311/v2"

@@ -10,9 +10,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
 
+from gateway import keys
 from gateway.core.schema import json_schemas
 from gateway.db import Report
-from gateway.http import keys
 from gateway.http.openapi import openapi_document
 
 log = logging.getLogger(__name__)

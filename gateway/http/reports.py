@@ -13,11 +13,11 @@ from sqlalchemy.orm import selectinload
 
 from channels.errors import BadPayload
 from channels.web import WebChannel
+from gateway import keys
 from gateway.core.casenumber import is_case_number
 from gateway.core.pipeline import IntakeResult
 from gateway.core.schema import report_json
 from gateway.db import Report
-from gateway.http import keys
 from gateway.media import sniff_image_type
 from gateway.models import InboundMessage, MediaRef, MessageKind
 

@@ -10,10 +10,10 @@ from datetime import datetime
 import aiohttp_jinja2
 from aiohttp import web
 
+from gateway import keys
 from gateway.core.casenumber import CST
 from gateway.core.schema import report_json
 from gateway.dispatch.ratings import rating_url
-from gateway.http import keys
 from gateway.http.reports import load_report, read_report_post
 
 STATUS_LABELS = {

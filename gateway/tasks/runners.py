@@ -4,7 +4,7 @@
   retries and backoff; drained on graceful shutdown. What it had not finished when the process
   died is picked up by the pipeline's sweeper, because every task re-reads its state by id.
 - ``CeleryRunner`` (``GATEWAY_REDIS_URL`` set): sends the task by name to Celery over Redis;
-  ``gateway worker`` runs the same functions (see ``gateway/tasks/worker.py``).
+  ``gateway worker`` runs the same functions (see ``gateway/worker.py``).
 
 Tasks take ids and small JSON values only, and are idempotent, so running one twice is harmless.
 """

@@ -21,10 +21,10 @@ from channels.base import Account, RawRequest
 from channels.errors import InvalidSignature, SendRejected, SendRetryable
 from channels.sms import SmsChannel, e164, keyword_event
 from channels.sms_providers import decode_possible_base64, form_params
-from gateway import replies
+from gateway import keys
+from gateway.core import replies
 from gateway.core.classify import PlaceholderClassifier
 from gateway.db import Contact, Media, Notification, Report
-from gateway.http import keys
 from gateway.http.app import create_app
 from gateway.models import MediaRef, MessageKind, OutboundMessage
 from gateway.tasks.notify import notify

@@ -21,10 +21,10 @@ from channels.base import Account
 from channels.errors import ChannelMisconfigured, SendRejected, SendRetryable
 from channels.tokens import MemoryTokenStore
 from channels.wechat import WeChatChannel, signature, xml_fields
-from gateway import replies
+from gateway import keys
+from gateway.core import replies
 from gateway.core.classify import PlaceholderClassifier
 from gateway.db import Contact, Media, Message, Notification, Report
-from gateway.http import keys
 from gateway.http.app import create_app
 from gateway.models import OutboundMessage
 from tests.fakes.wechat_api import APP_ID, APP_SECRET, FakeWeChatApi

@@ -17,10 +17,10 @@ from sqlalchemy import select
 from channels.base import Account
 from channels.errors import ChannelMisconfigured, SendRejected, SendRetryable
 from channels.weibo import WeiboChannel, message_id, signature
-from gateway import replies
+from gateway import keys
+from gateway.core import replies
 from gateway.core.classify import PlaceholderClassifier
 from gateway.db import Contact, Media, Message, Notification, Report
-from gateway.http import keys
 from gateway.http.app import create_app
 from gateway.models import MediaRef, MessageKind, OutboundMessage
 from gateway.tasks.notify import notify

@@ -18,9 +18,9 @@ from channels.base import Account
 from channels.errors import BadPayload, SendRejected
 from channels.weibo import WeiboChannel
 from channels.weibo_mentions import fetch_picture, mention_message
+from gateway import keys
 from gateway.core.classify import PlaceholderClassifier
 from gateway.db import ChannelCursor, Media, Message, Report
-from gateway.http import keys
 from gateway.http.app import create_app
 from gateway.models import MediaRef, MessageKind
 from gateway.settings import Settings

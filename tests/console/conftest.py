@@ -12,10 +12,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
+from gateway import keys
 from gateway.console.auth import create_user
 from gateway.core.classify import Classification
 from gateway.db import Report
-from gateway.http import keys
 from gateway.http.app import create_app
 from gateway.models import InboundMessage, MessageKind
 

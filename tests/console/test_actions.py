@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from gateway import keys
 from gateway.core.reviews import export_examples
 from gateway.db import History, LabeledExample, ModeratorNote, Notification, Report
-from gateway.http import keys
 from tests.console.conftest import login, report, seed, seed_sms
 
 JSON = {"Accept": "application/json"}

@@ -7,10 +7,10 @@ import re
 
 from sqlalchemy import select
 
+from gateway import keys
 from gateway.cli import main
 from gateway.console.auth import create_api_key
 from gateway.db import ApiKey, ConsoleSession, ConsoleUser
-from gateway.http import keys
 from gateway.http.app import create_app
 from tests.conftest import run_sync
 from tests.console.conftest import PASSWORD, FakeClassifier, login

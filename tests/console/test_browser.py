@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from gateway import keys
 from gateway.db import History, LabeledExample, Report
-from gateway.http import keys
 from tests.conftest import ROOT, unavailable
 from tests.console.conftest import PASSWORD, seed
 

@@ -9,9 +9,9 @@ from datetime import date, timedelta
 import aiohttp
 from sqlalchemy import select
 
+from gateway import keys
 from gateway.console.auth import create_api_key, create_user
 from gateway.db import PiiView
-from gateway.http import keys
 from gateway.http.app import create_app
 from tests.console.conftest import PASSWORD, FakeClassifier, login, seed
 

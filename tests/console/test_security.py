@@ -11,9 +11,9 @@ import re
 import pytest
 from sqlalchemy import select
 
+from gateway import keys
 from gateway.console.auth import create_api_key
 from gateway.db import ApiKey
-from gateway.http import keys
 from tests.console.conftest import login, seed
 
 PREFIXES = ("/console", "/api/v1/admin")
