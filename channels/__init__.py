@@ -11,6 +11,11 @@ import logging
 from importlib.metadata import entry_points
 
 from channels.base import BaseChannel, Channel
+from channels.open311 import Open311Channel
+from channels.sms import SmsChannel
+from channels.web import WebChannel
+from channels.wechat import WeChatChannel
+from channels.weibo import WeiboChannel
 
 log = logging.getLogger(__name__)
 
@@ -18,11 +23,6 @@ ENTRY_POINT_GROUP = "citizen_gateway.channels"
 
 
 def builtin_channels() -> tuple[type[BaseChannel], ...]:
-    from channels.open311 import Open311Channel
-    from channels.sms import SmsChannel
-    from channels.web import WebChannel
-    from channels.wechat import WeChatChannel
-    from channels.weibo import WeiboChannel
 
     return (WebChannel, WeChatChannel, SmsChannel, WeiboChannel, Open311Channel)
 

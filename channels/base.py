@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from channels.errors import BadPayload
+from channels.errors import BadPayload, ChannelMisconfigured
 from gateway.models import DeliveryReport, InboundMessage, OutboundMessage, SendResult
 
 
@@ -133,6 +133,5 @@ class BaseChannel:
         return RawResponse(status=200, body=b"success")
 
     def send(self, msg: OutboundMessage, acct: Account) -> SendResult:
-        from channels.errors import ChannelMisconfigured
 
         raise ChannelMisconfigured(f"channel {self.name!r} cannot send messages")

@@ -12,6 +12,7 @@ text; the category is then set like for any other report.
 
 from __future__ import annotations
 
+import hmac
 import math
 import re
 import uuid
@@ -72,7 +73,6 @@ class Open311Channel(BaseChannel):
 
 
 def check_api_key(given: str | None, keys: Iterable[str]) -> None:
-    import hmac
 
     ok = False
     for key in keys:  # every key is compared, in constant time each

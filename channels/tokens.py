@@ -20,6 +20,8 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Protocol
 
+import redis
+
 REFRESH_MARGIN_S = 300
 KEY_PREFIX = "gateway:token:"
 
@@ -96,6 +98,5 @@ def token_store(redis_url: str | None) -> TokenStore:
     """The process-wide store: Redis when ``GATEWAY_REDIS_URL`` is set, else in memory."""
     if not redis_url:
         return MemoryTokenStore()
-    import redis
 
     return RedisTokenStore(redis.Redis.from_url(redis_url))

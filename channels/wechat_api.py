@@ -22,6 +22,7 @@ network errors are ``SendRetryable``; 40013/40125/40164 (bad appid, secret, IP n
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import threading
@@ -37,6 +38,7 @@ from wechatpy.exceptions import WeChatClientException
 from channels.base import Account
 from channels.errors import ChannelMisconfigured, InvalidSignature, SendError, SendRejected, SendRetryable
 from channels.http import get_capped
+from channels.tokens import token_store
 from gateway.models import MediaRef, OutboundMessage, SendResult
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,6 @@ class Crypto:
     """The AES message crypto of safe mode, on wechatpy's ``PrpCrypto`` (WXBizMsgCrypt)."""
 
     def __init__(self, token: str, aes_key: str, app_id: str) -> None:
-        import base64
 
         try:
             key = base64.b64decode(aes_key + "=")
@@ -147,8 +148,6 @@ class WeChatApi:
 
     def _token_store(self, acct: Account) -> Any:
         if self._tokens is None:
-            from channels.tokens import token_store
-
             self._tokens = token_store(acct.get("redis_url"))
         return self._tokens
 

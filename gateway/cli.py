@@ -9,7 +9,21 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from gateway.settings import SettingsError, load_settings
+from aiohttp import web
+
+from gateway.console.commands import register as register_console
+from gateway.core.retrain import extend_train_command
+from gateway.core.schema import json_schemas
+from gateway.db import Database
+from gateway.dispatch.outbox import ReplayRefused, settle
+from gateway.dispatch.stats import compute_stats
+from gateway.http.app import create_app
+from gateway.logs import setup_logging
+from gateway.migrate import upgrade
+from gateway.runtime import operator
+from gateway.settings import SettingsError, describe, load_settings
+from gateway.worker import make_celery, queues
+from nlp.commands import register as register_nlp
 
 log = logging.getLogger("gateway")
 
@@ -81,29 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     stats = sub.add_parser("stats", help="handling figures per category and department (统一评价), as JSON")
     stats.set_defaults(func=_stats)
 
-    from gateway.console.commands import register as register_console
-
     register_console(sub)  # gateway user add, gateway apikey add
 
-    try:
-        from nlp.commands import register
-    except ImportError:  # the nlp package is part of this distribution; only a broken install lacks it
-        pass
-    else:
-        from gateway.core.retrain import extend_train_command
-
-        register(sub)
-        extend_train_command(sub)
+    register_nlp(sub)
+    extend_train_command(sub)
     return parser
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from gateway.http.app import create_app
-    from gateway.logs import setup_logging
-    from gateway.settings import describe
-
     settings = load_settings()
     if args.check:
         print(json.dumps(describe(settings), ensure_ascii=False, indent=2, default=str))
@@ -132,9 +131,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from gateway.logs import setup_logging
-    from gateway.worker import make_celery, queues
-
     settings = load_settings()
     if not settings.redis_url:
         print(
@@ -160,8 +156,6 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from gateway.migrate import upgrade
-
     settings = load_settings()
     asyncio.run(upgrade(settings.db_url, args.revision))
     print(f"database at {args.revision}: {settings.db_url.split('@')[-1]}")
@@ -169,8 +163,6 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from gateway.core.schema import json_schemas
-
     schemas = json_schemas()
     out = schemas if args.which == "all" else schemas[args.which]
     print(json.dumps(out, ensure_ascii=False, indent=2))
@@ -178,8 +170,6 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _deliveries(args: argparse.Namespace) -> int:
-    from gateway.dispatch.outbox import operator
-
     async def run() -> list[dict[str, object]]:
         async with operator(load_settings()) as box:
             return await box.listing(dead=args.dead, limit=args.limit)
@@ -190,8 +180,6 @@ def _deliveries(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from gateway.dispatch.outbox import ReplayRefused, operator, settle
-
     if bool(args.delivery) == bool(args.all_dead):
         print("gateway replay: give a DELIVERY_ID or --all-dead", file=sys.stderr)
         return 2
@@ -213,9 +201,6 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from gateway.db import Database
-    from gateway.http.dispatch import compute_stats
-
     async def run() -> dict[str, object]:
         db = Database(load_settings().db_url)
         try:

@@ -15,8 +15,18 @@ from typing import Any
 from celery import Celery, Task
 from celery.signals import worker_process_shutdown, worker_shutdown
 
+from gateway.runtime import build_runtime
 from gateway.settings import Settings
-from gateway.tasks import runners as task_table
+from gateway.tasks.runners import (
+    MAX_ATTEMPTS,
+    QUEUES,
+    TASKS,
+    CeleryRunner,
+    Retry,
+    TaskContext,
+    backoff,
+    celery_app,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +37,13 @@ class _WorkerState:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.ctx: task_table.TaskContext | None = None
+        self.ctx: TaskContext | None = None
 
 
 _state = _WorkerState()
 
 
-def _context(settings: Settings, celery_app: Celery) -> tuple[asyncio.AbstractEventLoop, task_table.TaskContext]:
+def _context(settings: Settings, celery_app: Celery) -> tuple[asyncio.AbstractEventLoop, TaskContext]:
     with _state.lock:
         if _state.loop is None or _state.ctx is None:
             loop = asyncio.new_event_loop()
@@ -55,58 +65,19 @@ def close_worker_context(**_: Any) -> None:
     loop.close()
 
 
-async def _close(ctx: task_table.TaskContext) -> None:
+async def _close(ctx: TaskContext) -> None:
     await ctx.services["http"].close()
     await ctx.pipeline.db.close()
 
 
-async def _build_context(settings: Settings, celery_app: Celery) -> task_table.TaskContext:
-    from aiohttp import ClientSession, ClientTimeout
-
-    import channels
-    from gateway.core.pipeline import Pipeline
-    from gateway.db import Database
-    from gateway.dispatch import outbox, ratings
-    from gateway.http.app import make_classifier
-    from gateway.http.channels import load_accounts
-    from gateway.media import LocalMediaStore
-
-    db = Database(settings.db_url)
-    runner = task_table.CeleryRunner(celery_app)
-    pipeline = Pipeline(db, settings, runner, make_classifier(settings))
-    chans = {name: cls() for name, cls in channels.load_channels().items()}
-    pipeline.outbound_channels = frozenset(n for n, c in chans.items() if c.can_send)
-    outbox.install(pipeline)  # the worker moves reports to ready too (classification)
-    ratings.install(pipeline)
-    http = ClientSession(timeout=ClientTimeout(total=30))
-    return task_table.TaskContext(
-        pipeline=pipeline,
-        services={
-            "settings": settings,
-            "media": LocalMediaStore(settings.media_path),
-            "http": http,
-            "channels": chans,
-            "accounts": load_accounts(chans, settings.model_dump()),
-        },
-    )
+async def _build_context(settings: Settings, celery_app: Celery) -> TaskContext:
+    """The worker's runtime, from the composition root; kept open until the process shuts down."""
+    return build_runtime(settings, runner=CeleryRunner(celery_app)).context  # closed by close_worker_context
 
 
 def make_celery(settings: Settings) -> Celery:
-    if not settings.redis_url:
-        raise RuntimeError("GATEWAY_REDIS_URL is required for Celery")
-    app = Celery("gateway", broker=settings.redis_url)
-    app.conf.update(
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_default_queue="default",
-        broker_connection_retry_on_startup=True,
-        task_serializer="json",
-        accept_content=["json"],
-        broker_transport_options={"visibility_timeout": 3600},
-        task_routes={f"gateway.{name}": {"queue": queue} for name, queue in task_table.QUEUES.items()},
-    )
-    for name in task_table.TASKS:
+    app = celery_app(settings)
+    for name in TASKS:
         _register(app, settings, name)
     return app
 
@@ -115,20 +86,16 @@ def _register(app: Celery, settings: Settings, name: str) -> None:
     def run(self: Task, *args: Any) -> None:
         loop, ctx = _context(settings, app)
         try:
-            loop.run_until_complete(task_table.TASKS[name](ctx, *args))
-        except task_table.Retry as exc:
-            raise self.retry(
-                countdown=exc.delay or task_table.backoff(self.request.retries), max_retries=task_table.MAX_ATTEMPTS
-            ) from exc
+            loop.run_until_complete(TASKS[name](ctx, *args))
+        except Retry as exc:
+            raise self.retry(countdown=exc.delay or backoff(self.request.retries), max_retries=MAX_ATTEMPTS) from exc
         except Exception as exc:
             log.exception("task failed", extra={"task": name, "task_args": args, "attempt": self.request.retries + 1})
-            raise self.retry(
-                countdown=task_table.backoff(self.request.retries), max_retries=task_table.MAX_ATTEMPTS
-            ) from exc
+            raise self.retry(countdown=backoff(self.request.retries), max_retries=MAX_ATTEMPTS) from exc
 
     # shared=False: each app (one per test, one per process in production) keeps its own tasks.
     app.task(name=f"gateway.{name}", bind=True, shared=False)(run)
 
 
 def queues() -> list[str]:
-    return sorted(set(task_table.QUEUES.values()) | {"default"})
+    return sorted(set(QUEUES.values()) | {"default"})

@@ -142,7 +142,7 @@ async def test_media_over_the_cap_is_refused(ctx: Any, client: Any) -> None:
 
 
 async def test_registered_as_a_task_on_the_media_queue(ctx: Any, client: Any) -> None:
-    from gateway.tasks.runners import QUEUES, TASKS
+    from gateway.tasks.table import QUEUES, TASKS
 
     assert "fetch_media" in TASKS and QUEUES["fetch_media"] == "media"
     with_channel(ctx, [(PNG, "image/png")])

@@ -13,7 +13,7 @@ from gateway import cli
 from gateway.core.lifecycle import Status
 from gateway.db import DeliveryAttempt, History, Report, utcnow
 from gateway.dispatch.outbox import ReplayRefused
-from gateway.tasks.runners import QUEUES
+from gateway.tasks.table import QUEUES
 from tests.dispatch_support import (
     DroppingRunner,
     FixedClassifier,

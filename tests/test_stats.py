@@ -10,7 +10,7 @@ from datetime import timedelta
 from gateway import cli
 from gateway.core.lifecycle import Status
 from gateway.db import utcnow
-from gateway.http.dispatch import compute_stats
+from gateway.dispatch.stats import compute_stats
 from tests.dispatch_support import DroppingRunner, FixedClassifier, Process, Resident
 
 HOUR = 3600.0

@@ -2,7 +2,7 @@
 
 Days are China Standard Time days. Queue size over time replays the history: every move into
 ``needs_review`` adds one, every move out of it removes one. Department figures: a dispatched report
-resolved within its priority's deadline, as ``gateway stats`` (``dispatch_routes.compute_stats``) counts it.
+resolved within its priority's deadline, as ``gateway stats`` (``gateway/dispatch/stats.py``) counts it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sqlalchemy import func, or_, select
 from gateway.console.queue import LOCAL_TZ
 from gateway.core.lifecycle import Status
 from gateway.db import Database, History, Report
+from gateway.dispatch.stats import compute_stats
 from gateway.settings import Settings
 
 DAYS = 30
@@ -132,10 +133,6 @@ def _queue_replay(moves: Sequence[Any], days: list[date], start: datetime) -> tu
 
 async def _departments(db: Database) -> tuple[list[dict[str, Any]], bool]:
     """Per-department figures of everything handed to dispatch (``gateway stats``), when available."""
-    try:
-        from gateway.http.dispatch import compute_stats
-    except ImportError:  # the dispatch hand-off is not part of this build
-        return [], False
     data = await compute_stats(db)
     return list(data.get("by_department") or []), True
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import selectinload
 from gateway.core.duplicates import near_duplicates
 from gateway.core.lifecycle import Status
 from gateway.db import Database, Report
+from nlp.pii import mask_pii
 
 LOCAL_TZ = timezone(timedelta(hours=8), "CST")  # China Standard Time, no daylight saving
 PAGE_SIZE = 50
@@ -36,10 +37,6 @@ def mask(text: str | None) -> str:
     """Phone, ID and bank card numbers masked (``nlp.mask_pii``; a phone-only fallback without nlp)."""
     if not text:
         return text or ""
-    try:
-        from nlp.pii import mask_pii
-    except ImportError:
-        return _PHONE_RE.sub(r"\1****\2", text)
     return mask_pii(text)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from gateway.console.queue import LOCAL_TZ, QueueFilter, channels_in_queue, load
 from gateway.core import replies
 from gateway.core.reviews import examples_csv
 from gateway.db import ApiKey, ConsoleUser, ModeratorNote, PiiView, Report, utcnow
+from nlp.taxonomy import load_taxonomy
 
 log = logging.getLogger(__name__)
 JINJA = web.AppKey("console_jinja", jinja2.Environment)
@@ -43,12 +45,7 @@ def _safe_next(value: object) -> str:
 async def taxonomy(request: web.Request) -> Any:
     cache = request.config_dict[CONSOLE].cache
     if "taxonomy" not in cache:
-        try:
-            from nlp.taxonomy import load_taxonomy
-        except ImportError:
-            cache["taxonomy"] = None
-        else:
-            cache["taxonomy"] = await asyncio.to_thread(load_taxonomy, request.config_dict[keys.SETTINGS].taxonomy)
+        cache["taxonomy"] = await asyncio.to_thread(load_taxonomy, request.config_dict[keys.SETTINGS].taxonomy)
     return cache["taxonomy"]
 
 
@@ -292,6 +289,5 @@ async def static(request: web.Request) -> web.Response:
 
 
 def _dumps(obj: Any) -> str:
-    import json
 
     return json.dumps(obj, ensure_ascii=False, default=str)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from nlp import load_classifier
+
 
 @dataclass(frozen=True, slots=True)
 class Classification:
@@ -65,8 +67,6 @@ class NlpClassifier:
     def _load(self) -> Any:
         with self._lock:
             if self._model is None:
-                from nlp import load_classifier
-
                 model_dir, taxonomy, cache_dir = self._args
                 self._model = load_classifier(model_dir, taxonomy_path=taxonomy, cache_dir=cache_dir)
             return self._model

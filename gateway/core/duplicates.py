@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from gateway.core.lifecycle import Status
 from gateway.db import Database, Report
+from nlp.dedupe import DedupeIndex, DedupeItem
 
 WINDOW = timedelta(days=3)
 POOL = 2000
@@ -53,9 +54,7 @@ async def near_duplicates(
     return scored, {p.case_number: p for p in pool}
 
 
-def _item(r: Report):  # noqa: ANN202 - nlp.dedupe.DedupeItem, imported lazily
-    from nlp.dedupe import DedupeItem
-
+def _item(r: Report) -> DedupeItem:
     return DedupeItem(
         r.case_number, "\n".join(x for x in (r.title, r.text) if x), r.location_lat, r.location_lng, r.created_at
     )
@@ -63,8 +62,6 @@ def _item(r: Report):  # noqa: ANN202 - nlp.dedupe.DedupeItem, imported lazily
 
 def score(reports: Sequence[Report], pool: Sequence[Report]) -> dict[str, Scored]:
     """CPU-bound: run it in a thread. A confirmed ``duplicate_of`` link scores 1.0."""
-    from nlp.dedupe import DedupeIndex
-
     index = DedupeIndex(_item(p) for p in pool)
     known = {p.case_number for p in pool}
     out: dict[str, Scored] = {}

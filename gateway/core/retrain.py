@@ -21,6 +21,8 @@ from typing import Any
 from gateway.core.reviews import examples_csv
 from gateway.db import Database
 from gateway.settings import load_settings
+from nlp import loader
+from nlp.dataio import read_rows
 
 
 def extend_train_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -68,15 +70,11 @@ async def _reviews(url: str) -> list[tuple[str, str]]:
 
 
 def _seed_corpus() -> Path:
-    from nlp.loader import SEED_CORPUS_PATH
-
-    return SEED_CORPUS_PATH
+    return loader.SEED_CORPUS_PATH  # looked up at call time: tests point it at a small corpus
 
 
 def merge(base: Path, text_col: str, label_col: str, reviews: list[tuple[str, str]], out: Path) -> int:
     """Write the base rows and the reviews as JSONL; with splits in the base, reviews go to ``train``."""
-    from nlp.dataio import read_rows
-
     rows = read_rows(base)
     split = any(row.get("split") for row in rows)  # reviews join the train split, if there are splits
     with out.open("w", encoding="utf-8") as fh:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.core.lifecycle import Status
 from gateway.db import Report as ReportRow
+from nlp.pii import mask_pii
 
 SetBy = Literal["model", "rule", "moderator", "placeholder"]
 
@@ -167,8 +168,6 @@ PUBLIC_NOTES = frozenset({"rejected", "resolved", "closed"})
 
 
 def _masked(text: str | None) -> str | None:
-    from nlp.pii import mask_pii
-
     return mask_pii(text) if text else text
 
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -34,10 +32,11 @@ from adapters import dispatch
 from adapters.routing import DEFAULT_TARGET, RoutingTable, Target, load_routing
 from gateway.core import replies
 from gateway.core.lifecycle import Status
-from gateway.core.pipeline import SYSTEM, after_commit
 from gateway.core.schema import report_json
+from gateway.core.units import SYSTEM, Units, after_commit
 from gateway.db import Delivery, DeliveryAttempt, Report
 from gateway.tasks.runners import TaskContext, backoff
+from nlp.pii import mask_pii
 
 if TYPE_CHECKING:
     from aiohttp import ClientSession
@@ -96,11 +95,13 @@ class _Job:
     body: bytes
 
 
-class Outbox:
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
-        self.settings = pipeline.settings
-        self.routing = routing_for(pipeline.settings)
+class DeliveryWriter:
+    """Writes the outbox: a ``TransitionListener`` (a delivery row with every move to ``ready``)
+    and a ``Sweeper`` (due deliveries enqueued again). Passed to the pipeline by the composition root."""
+
+    def __init__(self, units: Units, settings: Settings) -> None:
+        self.units = units
+        self.routing = routing_for(settings)
 
     # ------------------------------------------------------------------ writing the outbox
 
@@ -113,7 +114,7 @@ class Outbox:
         )
         if pending is not None:
             return
-        now = self.pipeline.clock()
+        now = self.units.clock()
         dest = self.routing.route(report.category_code, report.location_address)
         row = Delivery(
             delivery_id=str(uuid.uuid4()),
@@ -134,8 +135,8 @@ class Outbox:
 
     async def sweep(self) -> int:
         """Enqueue every due pending delivery, urgent and higher priority first."""
-        now = self.pipeline.clock()
-        async with self.pipeline.db.session() as s:
+        now = self.units.clock()
+        async with self.units.db.session() as s:
             due = (
                 await s.execute(
                     select(Delivery.id, Delivery.priority, Delivery.urgent)
@@ -145,8 +146,17 @@ class Outbox:
                 )
             ).all()
         for pk, priority, urgent in due:
-            await self.pipeline.runner.enqueue(task_for(priority, urgent), pk)
+            await self.units.runner.enqueue(task_for(priority, urgent), pk)
         return len(due)
+
+
+class Outbox:
+    """Drains the outbox: one delivery attempt at a time, replays of dead letters, listings."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.settings = pipeline.settings
+        self.routing = routing_for(pipeline.settings)
 
     # ------------------------------------------------------------------ draining it
 
@@ -187,8 +197,6 @@ class Outbox:
     def _payload(self, report: Report, d: Delivery) -> dict[str, Any]:
         mask = None
         if self.settings.dispatch_mask_pii:
-            from nlp.pii import mask_pii
-
             mask = mask_pii
         data = report_json(report, public_url=self.settings.public_url, private=True, history=False)
         due = report.created_at + deadline_for(report.priority)
@@ -297,49 +305,17 @@ def _row_json(d: Delivery, case: str) -> dict[str, Any]:
 
 
 def install(pipeline: Pipeline) -> Outbox:
-    """Hook the outbox into a pipeline (web process and worker alike)."""
-    outbox = Outbox(pipeline)
-    pipeline.transition_hooks.append(outbox.on_transition)
-    pipeline.sweepers.append(outbox.sweep)
-    return outbox
+    """For a pipeline built by hand (tests, scripts): add the outbox's writer to its listeners.
+    The composition root (``gateway/runtime.py``) passes ``DeliveryWriter`` to the constructor instead."""
+    writer = DeliveryWriter(pipeline.units, pipeline.settings)
+    pipeline.lifecycle.listeners += (writer,)
+    pipeline.sweeping.sweepers += (writer,)
+    return Outbox(pipeline)
 
 
 async def deliver_dispatch(ctx: TaskContext, delivery_pk: int) -> None:
     """The task: id in, one attempt, idempotent (a delivered or leased row is left alone)."""
     await Outbox(ctx.pipeline).deliver(ctx.services["http"], delivery_pk)
-
-
-@asynccontextmanager
-async def operator(settings: Settings) -> AsyncIterator[Outbox]:
-    """The outbox outside the server, for the CLI: Celery enqueues in production; embedded mode
-    runs the replayed deliveries in this process (``settle`` waits for them)."""
-    from aiohttp import ClientSession
-
-    from gateway.core.classify import PlaceholderClassifier
-    from gateway.core.pipeline import Pipeline
-    from gateway.db import Database
-    from gateway.tasks.runners import CeleryRunner, InProcessRunner, TaskRunner
-
-    db = Database(settings.db_url)
-    runner: TaskRunner
-    if settings.redis_url:
-        from gateway.worker import make_celery
-
-        runner = CeleryRunner(make_celery(settings))
-    else:
-        runner = InProcessRunner(max_attempts=1)
-    pipeline = Pipeline(db, settings, runner, PlaceholderClassifier())
-    box = install(pipeline)
-    try:
-        async with ClientSession() as http:
-            if isinstance(runner, InProcessRunner):
-                runner.bind(TaskContext(pipeline=pipeline, services={"settings": settings, "http": http}))
-            try:
-                yield box
-            finally:
-                await runner.drain(0.1)  # retries not yet due stay in the outbox for the sweeper
-    finally:
-        await db.close()
 
 
 async def settle(box: Outbox) -> None:

@@ -27,8 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway import keys
 from gateway.core import replies
 from gateway.core.casenumber import is_case_number
+from gateway.core.intake import IntakeResult, message_row
 from gateway.core.lifecycle import Status
-from gateway.core.pipeline import IntakeResult, message_row
+from gateway.core.units import Units
 from gateway.db import History, Message, Rating, Report
 from gateway.models import InboundMessage, MessageKind
 from gateway.settings import signing_key
@@ -71,8 +72,11 @@ async def store_rating(
 
 
 class Ratings:
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
+    """An ``IntakeFilter``: passed to the pipeline by the composition root."""
+
+    def __init__(self, units: Units, settings: Settings) -> None:
+        self.units = units
+        self.settings = settings
 
     async def on_intake(self, msgs: Sequence[InboundMessage]) -> IntakeResult | None:
         """Intake hook: a lone digit reply after ``resolved`` is a rating, not a new report."""
@@ -83,8 +87,8 @@ class Ratings:
         if parsed is None:
             return None
         score, comment = parsed
-        now = self.pipeline.clock()
-        async with self.pipeline.unit() as s:
+        now = self.units.clock()
+        async with self.units.unit() as s:
             seen = await s.scalar(
                 select(Message.id).where(
                     Message.channel == m.channel, Message.channel_message_id == m.channel_message_id
@@ -104,7 +108,7 @@ class Ratings:
         return result
 
     async def _awaiting(self, s: AsyncSession, channel: str, sender: str, now: datetime) -> Report | None:
-        since = now - timedelta(seconds=self.pipeline.settings.rating_window_s)
+        since = now - timedelta(seconds=self.settings.rating_window_s)
         return await s.scalar(
             select(Report)
             .join(History, History.report_id == Report.id)
@@ -121,8 +125,9 @@ class Ratings:
 
 
 def install(pipeline: Pipeline) -> Ratings:
-    ratings = Ratings(pipeline)
-    pipeline.intake_hooks.append(ratings.on_intake)
+    """For a pipeline built by hand (tests, scripts); the composition root passes ``Ratings`` in."""
+    ratings = Ratings(pipeline.units, pipeline.settings)
+    pipeline.intake_stage.filters += (ratings,)
     return ratings
 
 

@@ -11,14 +11,15 @@ from pathlib import Path
 import aiohttp_jinja2
 import jinja2
 from aiohttp import ClientSession, ClientTimeout, web
+from redis.asyncio import Redis
 
-import channels
 from gateway import keys
 from gateway.console import install as install_console
-from gateway.core.classify import NlpClassifier, PlaceholderClassifier, ReportClassifier
+from gateway.core.classify import NlpClassifier, ReportClassifier
 from gateway.core.pipeline import Pipeline
+from gateway.core.units import TaskRunner
 from gateway.db import Database
-from gateway.dispatch import outbox, ratings
+from gateway.dispatch import ratings
 from gateway.http import channels as channel_routes
 from gateway.http import dispatch as dispatch_routes
 from gateway.http import open311 as open311_routes
@@ -28,18 +29,12 @@ from gateway.http.middlewares import json_errors, request_context
 from gateway.media import LocalMediaStore
 from gateway.metrics import Metrics
 from gateway.migrate import upgrade
+from gateway.runtime import Runtime, load_accounts, make_channels, make_classifier, open_runtime
 from gateway.settings import Settings
 from gateway.tasks import mentions
-from gateway.tasks.runners import CeleryRunner, InProcessRunner, TaskContext, TaskRunner
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
-
-
-def make_classifier(settings: Settings) -> ReportClassifier:
-    if settings.classifier == "placeholder":
-        return PlaceholderClassifier()
-    return NlpClassifier(settings.model_dir, settings.taxonomy, settings.var_dir / "models")
 
 
 def create_app(
@@ -54,9 +49,8 @@ def create_app(
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = Metrics()
     app[keys.MEDIA] = LocalMediaStore(settings.media_path)
-    found = channels.load_channels()
-    app[keys.CHANNELS] = {name: cls() for name, cls in found.items()}
-    app[channel_routes.ACCOUNTS] = channel_routes.load_accounts(app[keys.CHANNELS], settings.model_dump())
+    app[keys.CHANNELS] = make_channels()
+    app[channel_routes.ACCOUNTS] = load_accounts(app[keys.CHANNELS], settings)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
     app.cleanup_ctx.append(_database(settings, settings.auto_migrate if migrate is None else migrate))
     app.cleanup_ctx.append(_redis(settings))
@@ -92,8 +86,6 @@ def _redis(settings: Settings):  # noqa: ANN202
         if not settings.redis_url:
             yield
             return
-        from redis.asyncio import Redis
-
         client = Redis.from_url(settings.redis_url)
         app[keys.REDIS] = client
         yield
@@ -111,57 +103,51 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
 
 def _pipeline(settings: Settings, classifier: ReportClassifier, runner: TaskRunner | None):  # noqa: ANN202
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        chosen = runner
-        if chosen is None:
-            if settings.redis_url:
-                from gateway.worker import make_celery
-
-                chosen = CeleryRunner(make_celery(settings))
-            else:
-                chosen = InProcessRunner()
-        pipeline = Pipeline(app[keys.DB], settings, chosen, classifier, metrics=app[keys.METRICS])
-        pipeline.outbound_channels = frozenset(n for n, c in app[keys.CHANNELS].items() if c.can_send)
-        outbox.install(pipeline)  # dispatch outbox: a delivery row with every move to ready
-        ratings.install(pipeline)  # digit replies after `resolved` are ratings
-        task_ctx = TaskContext(
-            pipeline=pipeline,
-            services={
-                "settings": settings,
-                "media": app[keys.MEDIA],
-                "http": app[keys.HTTP],
-                "channels": app[keys.CHANNELS],
-                "accounts": app[channel_routes.ACCOUNTS],
-            },
-        )
-        if isinstance(chosen, InProcessRunner):
-            chosen.bind(task_ctx)
-        app[keys.RUNNER] = chosen
-        app[keys.PIPELINE] = pipeline
-        app[keys.TASK_CONTEXT] = task_ctx
-        stop = asyncio.Event()
-        sweeper = asyncio.create_task(_sweep_forever(pipeline, settings.sweep_interval_s, stop), name="sweeper")
-        poller = mentions.schedule(chosen, settings, stop)  # Weibo @-mentions; None when off (the default)
-        # Load (on first start: train) the model now, in a thread, so the first resident does not wait.
-        warm = classifier.warm_up() if isinstance(classifier, NlpClassifier) else None
-        warming = asyncio.create_task(warm, name="classifier-warm-up") if warm is not None else None
-        if warming is not None:
-            warming.add_done_callback(_log_warm_up)
-        yield
-        # Let a sweep that is mid-query finish: cancelling it would abandon a query running in
-        # aiosqlite's thread. Cancel only if it overruns the shutdown timeout.
-        stop.set()
-        if poller is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(poller, timeout=settings.shutdown_timeout_s)
-        try:
-            await asyncio.wait_for(sweeper, timeout=settings.shutdown_timeout_s)
-        except TimeoutError:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
-        await chosen.drain(settings.shutdown_timeout_s)
+        async with open_runtime(
+            settings,
+            db=app[keys.DB],
+            runner=runner,
+            classifier=classifier,
+            chans=app[keys.CHANNELS],
+            accounts=app[channel_routes.ACCOUNTS],
+            media=app[keys.MEDIA],
+            http=app[keys.HTTP],
+            metrics=app[keys.METRICS],
+        ) as runtime:
+            app[keys.RUNNER] = runtime.runner
+            app[keys.PIPELINE] = runtime.pipeline
+            app[keys.TASK_CONTEXT] = runtime.context
+            async for _ in _background(app, runtime):
+                yield
 
     return ctx
+
+
+async def _background(app: web.Application, runtime: Runtime) -> AsyncIterator[None]:
+    """The serving process's own loops: the sweeper, the Weibo poller's schedule, the model warm-up."""
+    settings, pipeline, chosen, classifier = runtime.settings, runtime.pipeline, runtime.runner, runtime.classifier
+    stop = asyncio.Event()
+    sweeper = asyncio.create_task(_sweep_forever(pipeline, settings.sweep_interval_s, stop), name="sweeper")
+    poller = mentions.schedule(chosen, settings, stop)  # Weibo @-mentions; None when off (the default)
+    # Load (on first start: train) the model now, in a thread, so the first resident does not wait.
+    warm = classifier.warm_up() if isinstance(classifier, NlpClassifier) else None
+    warming = asyncio.create_task(warm, name="classifier-warm-up") if warm is not None else None
+    if warming is not None:
+        warming.add_done_callback(_log_warm_up)
+    yield
+    # Let a sweep that is mid-query finish: cancelling it would abandon a query running in
+    # aiosqlite's thread. Cancel only if it overruns the shutdown timeout.
+    stop.set()
+    if poller is not None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(poller, timeout=settings.shutdown_timeout_s)
+    try:
+        await asyncio.wait_for(sweeper, timeout=settings.shutdown_timeout_s)
+    except TimeoutError:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+    await chosen.drain(settings.shutdown_timeout_s)
 
 
 def _log_warm_up(task: asyncio.Task[None]) -> None:

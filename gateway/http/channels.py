@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from multidict import MultiDict
@@ -62,8 +63,6 @@ async def raw_request(request: web.Request, limit: int) -> RawRequest:
     public = request.app[keys.SETTINGS].public_url.rstrip("/")
     form: dict[str, str] = {}
     if request.content_type == "application/x-www-form-urlencoded" and body:
-        from urllib.parse import parse_qsl
-
         form = dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
     return RawRequest(
         method=request.method,

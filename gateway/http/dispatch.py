@@ -20,23 +20,20 @@ from __future__ import annotations
 
 import json
 import logging
-import statistics
-from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from adapters import dispatch
 from gateway import keys
 from gateway.core.lifecycle import IllegalTransition, Status
 from gateway.core.pipeline import SYSTEM, Pipeline, ReportNotFound
-from gateway.db import Database, Delivery, DispatchCallback, History, Rating, Report, utcnow
-from gateway.dispatch.outbox import deadline_for, routing_for
+from gateway.db import Delivery, DispatchCallback, Report
+from gateway.dispatch.outbox import routing_for
+from gateway.dispatch.stats import compute_stats
 
 log = logging.getLogger(__name__)
 
@@ -162,104 +159,6 @@ async def callback(request: web.Request) -> web.Response:
         raise _error(web.HTTPConflict, str(exc), current=str(exc.current), requested=cb.status) from None
     log.info("dispatch callback", extra={"case": cb.case_number, "status": cb.status, **result})
     return web.json_response(result)
-
-
-# --------------------------------------------------------------------------- stats
-
-
-@dataclass
-class _Case:
-    code: str | None
-    name: str | None
-    department: str
-    priority: str
-    created_at: datetime
-    times: dict[str, datetime]
-    score: int | None = None
-
-
-async def compute_stats(db: Database, now: datetime | None = None) -> dict[str, Any]:
-    """Handling figures of every case handed to dispatch, per category and per department."""
-    now = now or utcnow()
-    async with db.session() as s:
-        deliveries = (
-            await s.execute(select(Delivery.report_id, Delivery.department, Delivery.target).order_by(Delivery.id))
-        ).all()
-        handed = {rid: dept or target for rid, dept, target in deliveries}  # the latest delivery wins
-        rows = (
-            await s.execute(
-                select(Report.id, Report.category_code, Report.category_name, Report.priority, Report.created_at).where(
-                    Report.id.in_(select(Delivery.report_id))
-                )
-            )
-        ).all()
-        firsts = (
-            await s.execute(
-                select(History.report_id, History.to_status, func.min(History.at))
-                .where(History.report_id.in_(select(Delivery.report_id)), History.to_status.is_not(None))
-                .group_by(History.report_id, History.to_status)
-            )
-        ).all()
-        scores = dict((await s.execute(select(Rating.report_id, Rating.score))).all())
-    times: dict[int, dict[str, datetime]] = defaultdict(dict)
-    for rid, status, at in firsts:
-        if status is not None:
-            times[rid][status] = at
-    cases = [
-        _Case(code, name, handed[rid], priority, created, times[rid], scores.get(rid))
-        for rid, code, name, priority, created in rows
-    ]
-    by_category: dict[tuple[str | None, str | None], list[_Case]] = defaultdict(list)
-    by_department: dict[str, list[_Case]] = defaultdict(list)
-    for case in cases:
-        by_category[(case.code, case.name)].append(case)
-        by_department[case.department].append(case)
-    return {
-        "generated_at": now.isoformat(),
-        "total": _figures(cases, now),
-        "by_category": [
-            {"code": code, "name": name, **_figures(group, now)}
-            for (code, name), group in sorted(by_category.items(), key=_key)
-        ],
-        "by_department": [{"department": d, **_figures(g, now)} for d, g in sorted(by_department.items())],
-    }
-
-
-def _key(item: tuple[tuple[str | None, str | None], list[_Case]]) -> str:
-    return item[0][0] or ""
-
-
-def _median(values: Iterable[float]) -> float | None:
-    found = list(values)
-    return round(statistics.median(found), 1) if found else None
-
-
-def _figures(cases: list[_Case], now: datetime) -> dict[str, Any]:
-    accept, resolve, on_time, judged = [], [], 0, 0
-    for c in cases:
-        handed = c.times.get(Status.DISPATCHED)
-        accepted = min(
-            (c.times[s] for s in (Status.ACCEPTED, Status.IN_PROGRESS, Status.RESOLVED) if s in c.times), default=None
-        )
-        if handed and accepted:
-            accept.append((accepted - handed).total_seconds())
-        resolved = c.times.get(Status.RESOLVED)
-        deadline = c.created_at + deadline_for(c.priority)
-        if resolved:
-            resolve.append((resolved - c.created_at).total_seconds())
-            judged += 1
-            on_time += resolved <= deadline
-        elif now > deadline and Status.REJECTED not in c.times:
-            judged += 1  # still open past its deadline: late
-    rated = [c.score for c in cases if c.score is not None]
-    return {
-        "count": len(cases),
-        "median_accept_s": _median(accept),
-        "median_resolve_s": _median(resolve),
-        "on_time_rate": round(on_time / judged, 3) if judged else None,
-        "ratings": len(rated),
-        "mean_rating": round(sum(rated) / len(rated), 2) if rated else None,
-    }
 
 
 async def stats(request: web.Request) -> web.Response:

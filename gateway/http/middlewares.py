@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -79,6 +80,5 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 def _json(obj: object) -> str:
-    import json
 
     return json.dumps(obj, ensure_ascii=False)

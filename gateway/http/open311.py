@@ -31,6 +31,8 @@ from gateway import keys
 from gateway.core.casenumber import is_case_number
 from gateway.core.pipeline import Pipeline
 from gateway.db import Report
+from nlp.pii import mask_pii
+from nlp.taxonomy import load_taxonomy
 
 log = logging.getLogger(__name__)
 PREFIX = "/open311/v2"
@@ -43,7 +45,6 @@ _FMT = "{fmt:json|xml}"
 @lru_cache(maxsize=4)
 def load_services(taxonomy_path: str | None) -> dict[str, Service]:
     """The taxonomy's subcategories as services (``nlp.taxonomy``, the bundled file by default)."""
-    from nlp.taxonomy import load_taxonomy
 
     taxonomy = load_taxonomy(Path(taxonomy_path) if taxonomy_path else None)
     services: dict[str, Service] = {}
@@ -203,7 +204,6 @@ def _filters(params: Mapping[str, str], now: Any) -> Any:
 
 
 def _requests_response(request: web.Request, fmt: str, reports: Sequence[Report]) -> web.Response:
-    from nlp.pii import mask_pii
 
     services = _services(request)
     public = request.app[keys.SETTINGS].public_url

@@ -6,6 +6,9 @@
 - ``CeleryRunner`` (``GATEWAY_REDIS_URL`` set): sends the task by name to Celery over Redis;
   ``gateway worker`` runs the same functions (see ``gateway/worker.py``).
 
+The task table (``gateway/tasks/table.py``) fills ``TASKS`` and ``QUEUES``; this module is the
+interface only and imports no task.
+
 Tasks take ids and small JSON values only, and are idempotent, so running one twice is harmless.
 """
 
@@ -16,20 +19,37 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from celery import Celery
 
 if TYPE_CHECKING:
+    from aiohttp import ClientSession
+
+    from channels.base import Account, BaseChannel
     from gateway.core.pipeline import Pipeline
+    from gateway.media import MediaStore
+    from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
+class Services(TypedDict, total=False):
+    """What tasks use besides the pipeline, built by the composition root (``gateway/runtime.py``)."""
+
+    settings: Settings
+    media: MediaStore
+    http: ClientSession
+    channels: dict[str, BaseChannel]
+    accounts: dict[tuple[str, str], Account]
+
+
 @dataclass
 class TaskContext:
-    """What task functions may use; built once per process (web or worker)."""
+    """What task functions may use; built once per process (web or worker) by ``gateway/runtime.py``."""
 
     pipeline: Pipeline
-    services: dict[str, Any] = field(default_factory=dict)
+    services: Services = field(default_factory=lambda: Services())
 
 
 TaskFn = Callable[..., Awaitable[Any]]
@@ -43,57 +63,10 @@ class Retry(Exception):  # noqa: N818 - reads as "raise Retry(...)"
         self.delay = delay
 
 
-async def classify_report(ctx: TaskContext, report_id: int) -> None:
-    await ctx.pipeline.classify_report(report_id)
-
-
-async def close_session(ctx: TaskContext, report_id: int) -> None:
-    await ctx.pipeline.close_session(report_id)
-
-
-async def notify(ctx: TaskContext, notification_id: int) -> None:
-    from gateway.tasks.notify import notify as send_notification
-
-    await send_notification(ctx, notification_id)
-
-
-async def fetch_media(ctx: TaskContext, media_id: int) -> None:
-    from gateway.tasks.mediafetch import fetch_media as download
-
-    await download(ctx, media_id)
-
-
-async def deliver_dispatch(ctx: TaskContext, delivery_id: int) -> None:
-    from gateway.dispatch.outbox import deliver_dispatch as deliver
-
-    await deliver(ctx, delivery_id)
-
-
-async def poll_weibo_mentions(ctx: TaskContext) -> None:
-    from gateway.tasks.mentions import poll_weibo_mentions as poll
-
-    await poll(ctx)
-
-
-# The explicit task table: name -> function. Queues group them for Celery workers.
-TASKS: dict[str, TaskFn] = {
-    "classify_report": classify_report,
-    "close_session": close_session,
-    "notify": notify,
-    "deliver_dispatch": deliver_dispatch,
-    "deliver_dispatch_urgent": deliver_dispatch,  # P1: its own queue, so a backlog never delays it
-    "fetch_media": fetch_media,
-    "poll_weibo_mentions": poll_weibo_mentions,  # periodic, enqueued by gateway serve (gateway/tasks/mentions.py)
-}
-QUEUES: dict[str, str] = {
-    "classify_report": "nlp",
-    "close_session": "nlp",
-    "notify": "send",
-    "deliver_dispatch": "dispatch",
-    "deliver_dispatch_urgent": "dispatch_urgent",
-    "fetch_media": "media",
-    "poll_weibo_mentions": "default",
-}
+# Filled by ``gateway/tasks/table.py`` (name -> function, name -> Celery queue); the runners look
+# tasks up here by name and never import a task module, so the interface sits below every task.
+TASKS: dict[str, TaskFn] = {}
+QUEUES: dict[str, str] = {}
 MAX_ATTEMPTS = 8
 BACKOFF_BASE_S = 2.0
 BACKOFF_CAP_S = 600.0
@@ -107,12 +80,6 @@ def register(name: str, fn: TaskFn, *, queue: str = "default") -> None:
 def backoff(attempt: int, base: float = BACKOFF_BASE_S, cap: float = BACKOFF_CAP_S) -> float:
     """Exponential backoff with full jitter."""
     return random.uniform(0, min(cap, base * 2**attempt))
-
-
-class TaskRunner(Protocol):
-    async def enqueue(self, name: str, *args: Any, delay: float = 0) -> None: ...
-
-    async def drain(self, timeout: float) -> None: ...
 
 
 class InProcessRunner:
@@ -186,6 +153,25 @@ class InProcessRunner:
             if loop.time() > deadline:
                 raise TimeoutError(f"tasks still running: {[t.get_name() for t in self._pending]}")
             await asyncio.sleep(0.01)
+
+
+def celery_app(settings: Settings) -> Celery:
+    """A Celery app configured for the gateway's broker and queues (tasks are registered by the worker)."""
+    if not settings.redis_url:
+        raise RuntimeError("GATEWAY_REDIS_URL is required for Celery")
+    app = Celery("gateway", broker=settings.redis_url)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="default",
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_transport_options={"visibility_timeout": 3600},
+        task_routes={f"gateway.{name}": {"queue": queue} for name, queue in QUEUES.items()},
+    )
+    return app
 
 
 class CeleryRunner:

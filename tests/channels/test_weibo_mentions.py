@@ -25,7 +25,8 @@ from gateway.http.app import create_app
 from gateway.models import MediaRef, MessageKind
 from gateway.settings import Settings
 from gateway.tasks import mentions
-from gateway.tasks.runners import QUEUES, TASKS, InProcessRunner, TaskContext
+from gateway.tasks.runners import InProcessRunner, TaskContext
+from gateway.tasks.table import QUEUES, TASKS
 from tests.fakes.weibo_api import ACCESS_TOKEN, FakeWeiboApi
 from tests.harness import FIXTURES
 

@@ -1,0 +1,51 @@
+"""Units of work: a transaction whose follow-up tasks are enqueued once it has committed.
+
+``TaskRunner`` is the seam to background work (``gateway/tasks/runners.py`` implements it); the
+core only enqueues by name and never imports a task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.db import Database, utcnow
+
+SYSTEM = "system"
+
+
+class ReportNotFound(LookupError):
+    """No report with that case number or id."""
+
+
+class TaskRunner(Protocol):
+    async def enqueue(self, name: str, *args: Any, delay: float = 0) -> None: ...
+
+    async def drain(self, timeout: float) -> None: ...
+
+
+class Units:
+    """The database, the task runner and the clock that every stage of the core shares."""
+
+    def __init__(self, db: Database, runner: TaskRunner, clock: Callable[[], datetime] = utcnow) -> None:
+        self.db = db
+        self.runner = runner
+        self.clock = clock
+
+    @asynccontextmanager
+    async def unit(self) -> AsyncIterator[AsyncSession]:
+        """A transaction whose ``after_commit`` tasks are enqueued once it has committed."""
+        async with self.db.session() as s:
+            async with s.begin():
+                yield s
+            for name, args, delay in s.info.pop("enqueue", []):
+                await self.runner.enqueue(name, *args, delay=delay)
+
+
+def after_commit(s: AsyncSession, task: str, *args: Any, delay: float = 0) -> None:
+    """Enqueue ``task`` once the transaction of ``s`` (opened by ``Units.unit``) commits."""
+    s.info.setdefault("enqueue", []).append((task, args, delay))

@@ -1,0 +1,185 @@
+"""The composition root: the one place that assembles the gateway's runtime.
+
+``gateway serve`` (``gateway/http/app.py``), ``gateway worker`` (``gateway/worker.py``) and the
+CLI's outbox commands build the same typed ``Runtime`` here: database, task runner, classifier,
+channels and their accounts, the pipeline with every listener passed in (the dispatch outbox's
+writer, the ratings filter), and the ``TaskContext`` the tasks run with. Nothing else constructs
+a pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import ClientSession, ClientTimeout
+
+import channels
+from channels.base import Account, BaseChannel
+from gateway.core.classify import NlpClassifier, PlaceholderClassifier, ReportClassifier
+from gateway.core.pipeline import Pipeline
+from gateway.core.units import TaskRunner, Units
+from gateway.db import Database
+from gateway.dispatch.outbox import DeliveryWriter, Outbox
+from gateway.dispatch.ratings import Ratings
+from gateway.media import LocalMediaStore, MediaStore
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+from gateway.tasks import table as task_table
+from gateway.tasks.runners import CeleryRunner, InProcessRunner, Services, TaskContext, celery_app
+
+HTTP_TIMEOUT_S = 30
+
+__all__ = ["Runtime", "load_accounts", "make_channels", "make_classifier", "make_runner", "open_runtime", "task_table"]
+
+
+@dataclass
+class Runtime:
+    """Everything one process (web or worker) runs with."""
+
+    settings: Settings
+    db: Database
+    runner: TaskRunner
+    classifier: ReportClassifier
+    channels: dict[str, BaseChannel]
+    accounts: dict[tuple[str, str], Account]
+    media: MediaStore
+    http: ClientSession
+    pipeline: Pipeline
+    outbox: Outbox
+    ratings: Ratings
+    context: TaskContext
+    owned_db: bool = False
+    owned_http: bool = False
+
+    async def aclose(self) -> None:
+        """Close what ``build_runtime`` opened itself (the web app closes its own)."""
+        if self.owned_http:
+            await self.http.close()
+        if self.owned_db:
+            await self.db.close()
+
+
+def make_classifier(settings: Settings) -> ReportClassifier:
+    if settings.classifier == "placeholder":
+        return PlaceholderClassifier()
+    return NlpClassifier(settings.model_dir, settings.taxonomy, settings.var_dir / "models")
+
+
+def make_runner(settings: Settings, *, max_attempts: int | None = None) -> TaskRunner:
+    """Celery over Redis when ``GATEWAY_REDIS_URL`` is set, else the in-process runner."""
+    if settings.redis_url:
+        return CeleryRunner(celery_app(settings))
+    return InProcessRunner() if max_attempts is None else InProcessRunner(max_attempts=max_attempts)
+
+
+def make_channels() -> dict[str, BaseChannel]:
+    """One instance of every registered channel (built-in and from entry points)."""
+    return {name: cls() for name, cls in channels.load_channels().items()}
+
+
+def load_accounts(chans: Mapping[str, BaseChannel], settings: Settings) -> dict[tuple[str, str], Account]:
+    found: dict[tuple[str, str], Account] = {}
+    values = settings.model_dump()
+    for name, channel in chans.items():
+        for acct_name, acct in type(channel).accounts(values).items():
+            found[(name, acct_name)] = acct
+    return found
+
+
+def build_pipeline(
+    settings: Settings,
+    db: Database,
+    runner: TaskRunner,
+    classifier: ReportClassifier,
+    chans: Mapping[str, BaseChannel],
+    *,
+    metrics: Metrics | None = None,
+) -> tuple[Pipeline, Outbox, Ratings]:
+    """The pipeline with its listeners: the outbox's writer (every move to ready writes a
+    delivery; due deliveries are swept) and the ratings filter (a digit reply is a rating)."""
+    units = Units(db, runner)
+    writer = DeliveryWriter(units, settings)
+    ratings = Ratings(units, settings)
+    pipeline = Pipeline(
+        db,
+        settings,
+        runner,
+        classifier,
+        metrics=metrics,
+        intake_filters=[ratings],
+        transition_listeners=[writer],
+        sweepers=[writer],
+        outbound_channels=frozenset(n for n, c in chans.items() if c.can_send),
+    )
+    return pipeline, Outbox(pipeline), ratings
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    db: Database | None = None,
+    runner: TaskRunner | None = None,
+    classifier: ReportClassifier | None = None,
+    chans: dict[str, BaseChannel] | None = None,
+    accounts: dict[tuple[str, str], Account] | None = None,
+    media: MediaStore | None = None,
+    http: ClientSession | None = None,
+    metrics: Metrics | None = None,
+) -> Runtime:
+    """Build the runtime. The web app passes the resources it already owns (its database, HTTP
+    session, metrics, channels); the worker and the CLI let this build them, and ``aclose``
+    closes what was built here. Call it inside the event loop that will use it."""
+    owned_db, owned_http = db is None, http is None
+    db = db if db is not None else Database(settings.db_url)
+    http = http if http is not None else ClientSession(timeout=ClientTimeout(total=HTTP_TIMEOUT_S))
+    runner = runner if runner is not None else make_runner(settings)
+    classifier = classifier if classifier is not None else make_classifier(settings)
+    chans = chans if chans is not None else make_channels()
+    accounts = accounts if accounts is not None else load_accounts(chans, settings)
+    media = media if media is not None else LocalMediaStore(settings.media_path)
+    pipeline, outbox, ratings = build_pipeline(settings, db, runner, classifier, chans, metrics=metrics)
+    services = Services(settings=settings, media=media, http=http, channels=chans, accounts=accounts)
+    context = TaskContext(pipeline=pipeline, services=services)
+    if isinstance(runner, InProcessRunner):
+        runner.bind(context)
+    return Runtime(
+        settings,
+        db,
+        runner,
+        classifier,
+        chans,
+        accounts,
+        media,
+        http,
+        pipeline,
+        outbox,
+        ratings,
+        context,
+        owned_db=owned_db,
+        owned_http=owned_http,
+    )
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, **given: Any) -> AsyncIterator[Runtime]:
+    """``build_runtime`` for the length of a block."""
+    runtime = build_runtime(settings, **given)
+    try:
+        yield runtime
+    finally:
+        await runtime.aclose()
+
+
+@asynccontextmanager
+async def operator(settings: Settings) -> AsyncIterator[Outbox]:
+    """The outbox outside the server, for the CLI: Celery enqueues in production; embedded mode
+    runs the replayed deliveries in this process (``settle`` waits for them)."""
+    runner = make_runner(settings, max_attempts=1)
+    async with open_runtime(settings, runner=runner, classifier=PlaceholderClassifier()) as rt:
+        try:
+            yield rt.outbox
+        finally:
+            await runner.drain(0.1)  # retries not yet due stay in the outbox for the sweeper
