@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from channels.errors import BadPayload, ChannelMisconfigured
-from gateway.models import DeliveryReport, InboundMessage, OutboundMessage, SendResult
+from gateway.models import DeliveryReport, InboundMessage, MediaRef, OutboundMessage, SendResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,8 @@ class RawRequest:
     query: Mapping[str, str]
     body: bytes = b""
     form: Mapping[str, str] = field(default_factory=dict)
+    # Files of a multipart body, already stored by the gateway (the web form's photos).
+    media: tuple[MediaRef, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +109,44 @@ class SupportsDeliveryReports(Protocol):
     def parse_delivery_report(self, req: RawRequest, acct: Account) -> DeliveryReport: ...
 
 
+@runtime_checkable
+class SupportsMediaFetch(Protocol):
+    """Channels whose media arrive as provider handles to download later (WeChat MediaId)."""
+
+    def fetch_media(self, ref: MediaRef, acct: Account) -> tuple[bytes, str]:
+        """The bytes and content type of ``ref``; worker thread only (may block).
+
+        Raises ``SendRetryable`` for transient failures, another ``ChannelError`` for permanent ones.
+        """
+        ...
+
+
+@runtime_checkable
+class SupportsPolling(Protocol):
+    """Channels whose provider is polled rather than calling us (Weibo @-mentions): a page of
+    items newest first, walked down with ``max_id`` from the newest, never below ``since_id``.
+    Run in a worker thread (may block); ``gateway/tasks/mentions.py`` keeps the cursor."""
+
+    def poll_page(
+        self, acct: Account, *, since_id: int, max_id: int | None, count: int, timeout_s: float
+    ) -> list[dict[str, Any]]: ...
+
+    def poll_item_id(self, item: Mapping[str, Any]) -> int | None: ...
+
+    def poll_message(self, item: Mapping[str, Any], account: str) -> InboundMessage | None:
+        """The item as a whole-report message, ``None`` to skip it; ``BadPayload`` when malformed."""
+        ...
+
+
 class BaseChannel:
     """Defaults for the optional parts of the contract."""
 
     name: ClassVar[str] = ""
     max_body_bytes: ClassVar[int] = 1 << 20
     can_send: ClassVar[bool] = False  # True where ``send`` reaches residents
+    # True where the core serves the channel at its own public API (the web form, Open311)
+    # instead of the generic ``/channels/{channel}[/{account}]`` endpoint, which then answers 404.
+    own_routes: ClassVar[bool] = False
 
     @classmethod
     def accounts(cls, settings: Mapping[str, Any]) -> dict[str, Account]:

@@ -1,19 +1,23 @@
 """The online complaint form (网上民声): ``POST /api/v1/reports`` as JSON or multipart.
 
-One post is a whole report (``complete=True``). The gateway reads multipart bodies (photos are
-stored before parsing) and hands the fields here; JSON bodies come as ``RawRequest`` bytes.
+One post is a whole report (``complete=True``). JSON and form bodies come as ``RawRequest``
+bytes and form; of a multipart body the gateway stores the photos first (``RawRequest.media``)
+and hands the other parts as the form.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import re
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from http.cookies import CookieError, SimpleCookie
 from typing import Any, ClassVar
 
-from channels.base import Account, BaseChannel, RawRequest, json_object
+from channels.base import Account, BaseChannel, RawRequest
 from channels.errors import BadPayload
 from gateway.models import InboundMessage, Location, LocationSource, MediaRef, MessageKind
 
@@ -26,14 +30,25 @@ _PHONE_RE = re.compile(r"^(?:\+?86[- ]?)?1[3-9]\d{9}$|^0\d{2,3}-?\d{7,8}$|^\+[1-
 
 class WebChannel(BaseChannel):
     name: ClassVar[str] = "web"
+    own_routes: ClassVar[bool] = True  # served at POST /api/v1/reports and /report (gateway/http/)
 
     def verify(self, req: RawRequest, acct: Account) -> None:
         return None  # a public form: abuse is limited by size caps and rate limits, not signatures
 
     def parse(self, req: RawRequest, acct: Account) -> list[InboundMessage]:
-        data = json_object(req.body)
-        sender = req.headers.get("X-Client-Id") or uuid.uuid4().hex
-        return [self.message_from_fields(data, (), sender=sender, idempotency_key=req.headers.get("Idempotency-Key"))]
+        """A JSON, form or multipart post (the gateway stored a multipart body's photos: ``req.media``)."""
+        ctype = _header(req, "Content-Type").split(";")[0].strip().lower()
+        if ctype == "multipart/form-data":
+            data = _multipart_fields(req.form)
+        elif ctype == "application/x-www-form-urlencoded":
+            data = dict(req.form)
+            loc = {k: data.pop(k) for k in ("lat", "lng", "address") if k in data}
+            if any(loc.values()):
+                data["location"] = loc
+        else:
+            data = _json_fields(req.body)
+        key = _header(req, "Idempotency-Key") or None
+        return [self.message_from_fields(data, req.media, sender=_sender(req), idempotency_key=key)]
 
     def message_from_fields(
         self,
@@ -73,6 +88,53 @@ class WebChannel(BaseChannel):
             raw={k: v for k, v in data.items() if k != "photos"},
             complete=True,
         )
+
+
+def _header(req: RawRequest, name: str) -> str:
+    for key, value in req.headers.items():
+        if key.lower() == name.lower():
+            return value
+    return ""
+
+
+def _sender(req: RawRequest) -> str:
+    """The HTML form's browser cookie (``gw_client``) or an API client's id; else one-off."""
+    cookie = SimpleCookie()
+    with contextlib.suppress(CookieError):
+        cookie.load(_header(req, "Cookie"))
+    browser = cookie["gw_client"].value if "gw_client" in cookie else ""
+    return _header(req, "X-Client-Id") or browser or uuid.uuid4().hex
+
+
+def _json_fields(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body or b"null")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadPayload("invalid request", fields={"body": f"invalid JSON: {exc}"}) from None
+    if not isinstance(data, dict):
+        raise BadPayload("invalid request", fields={"body": "expected a JSON object"})
+    return data
+
+
+def _multipart_fields(form: Mapping[str, str]) -> dict[str, Any]:
+    """Fields of a multipart post; ``lat``/``lng``/``address`` or a JSON ``location`` make the location."""
+    fields: dict[str, Any] = {}
+    location: dict[str, Any] = {}
+    for name, text in form.items():
+        if name in ("lat", "lng", "address"):
+            location[name] = text
+        elif name == "location":
+            try:
+                location.update(json.loads(text))
+            except (json.JSONDecodeError, TypeError, AttributeError, ValueError):
+                raise BadPayload(
+                    "invalid report", fields={"location": "must be JSON with lat/lng and/or address"}
+                ) from None
+        else:
+            fields[name] = text
+    if any(v not in ("", None) for v in location.values()):
+        fields["location"] = location
+    return fields
 
 
 def _string(

@@ -28,7 +28,7 @@ import requests
 from channels.base import Account, BaseChannel, RawRequest, RawResponse, Reply, json_object
 from channels.errors import BadPayload, ChannelMisconfigured, InvalidSignature, SendRejected, SendRetryable
 from channels.http import HTTP_TIMEOUT_S, get_capped
-from channels.weibo_mentions import fetch_picture
+from channels.weibo_mentions import MentionsApi, fetch_picture, mention_message, status_id
 from gateway.models import InboundMessage, Location, LocationSource, MediaRef, MessageKind, OutboundMessage, SendResult
 
 _KINDS = {
@@ -195,6 +195,20 @@ class WeiboChannel(BaseChannel):
         if not provider_id.isdigit():
             raise SendRejected(f"not a Weibo file id: {provider_id[:40]!r}")
         return get_capped(url, params={"access_token": token, "fid": provider_id})
+
+    # ``SupportsPolling``: the account's @-mentions (``channels/weibo_mentions.py``).
+
+    def poll_page(
+        self, acct: Account, *, since_id: int, max_id: int | None, count: int, timeout_s: float
+    ) -> list[dict[str, Any]]:
+        api = MentionsApi(acct.get("api_base"), acct.get("access_token"), timeout_s)
+        return api.page(since_id=since_id, max_id=max_id, count=count)
+
+    def poll_item_id(self, item: Mapping[str, Any]) -> int | None:
+        return status_id(item)
+
+    def poll_message(self, item: Mapping[str, Any], account: str) -> InboundMessage | None:
+        return mention_message(item, account)
 
 
 def message_id(data: Mapping[str, Any]) -> str:

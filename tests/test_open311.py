@@ -13,7 +13,7 @@ import pytest
 from defusedxml import ElementTree
 from sqlalchemy import select
 
-from channels.open311 import parse_date, request_json
+from adapters.georeport import parse_date, request_json
 from gateway import keys
 from gateway.core.classify import PlaceholderClassifier
 from gateway.db import Media, Message, Report

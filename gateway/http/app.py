@@ -19,11 +19,10 @@ from gateway.core.classify import NlpClassifier, ReportClassifier
 from gateway.core.pipeline import Pipeline
 from gateway.core.units import TaskRunner
 from gateway.db import Database
-from gateway.dispatch import ratings
 from gateway.http import channels as channel_routes
 from gateway.http import dispatch as dispatch_routes
 from gateway.http import open311 as open311_routes
-from gateway.http import ops, webform
+from gateway.http import ops, rating, webform
 from gateway.http import reports as api
 from gateway.http.middlewares import json_errors, request_context
 from gateway.media import LocalMediaStore
@@ -63,7 +62,7 @@ def create_app(
         + open311_routes.routes()
         + channel_routes.routes()
         + dispatch_routes.routes()
-        + ratings.routes()
+        + rating.routes()
     )
     install_console(app)  # /console/ and /api/v1/admin: own Jinja env, state and guarded routes
     return app

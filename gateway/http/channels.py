@@ -9,81 +9,43 @@ failures propagate as 5xx so the provider retries.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from urllib.parse import parse_qsl
 
 from aiohttp import web
-from multidict import MultiDict
 
 from channels.base import (
     Account,
-    BaseChannel,
-    RawRequest,
     RawResponse,
     Reply,
     SupportsDeliveryReports,
     SupportsHandshake,
 )
-from channels.errors import BadPayload, InvalidSignature, PayloadTooLarge
+from channels.errors import BadPayload, ChannelError, InvalidSignature, PayloadTooLarge
 from gateway import keys
-from gateway.models import InboundMessage
+from gateway.http import edge
+from gateway.http.edge import status_of
 from gateway.tasks.notify import record_delivery_report
 
 log = logging.getLogger(__name__)
+CALLER_ERRORS = (InvalidSignature, PayloadTooLarge, BadPayload)
 
 ACCOUNTS: web.AppKey[dict[tuple[str, str], Account]] = web.AppKey("channel_accounts")  # (channel, account) -> Account
-
-
-def load_accounts(channels: dict[str, BaseChannel], settings: Mapping[str, object]) -> dict[tuple[str, str], Account]:
-    found: dict[tuple[str, str], Account] = {}
-    for name, channel in channels.items():
-        for acct_name, acct in type(channel).accounts(settings).items():
-            found[(name, acct_name)] = acct
-    return found
-
-
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"body larger than {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _to_web(resp: RawResponse) -> web.Response:
     return web.Response(status=resp.status, body=resp.body, content_type=resp.content_type, headers=dict(resp.headers))
 
 
-async def raw_request(request: web.Request, limit: int) -> RawRequest:
-    body = await _read_body(request, limit)
-    public = request.app[keys.SETTINGS].public_url.rstrip("/")
-    form: dict[str, str] = {}
-    if request.content_type == "application/x-www-form-urlencoded" and body:
-        form = dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
-    return RawRequest(
-        method=request.method,
-        url=f"{public}{request.rel_url}",
-        headers=dict(request.headers),
-        query=MultiDict(request.query),
-        body=body,
-        form=form,
-    )
-
-
-# Column sizes of what identifies a message (gateway/db.py): longer is a bad payload, not a 500.
-_LIMITS = {"sender": 255, "channel_message_id": 255, "account": 64}
-
-
-def _check_sizes(msgs: Sequence[InboundMessage]) -> None:
-    for m in msgs:
-        for name, limit in _LIMITS.items():
-            value = getattr(m, name) or ""
-            if len(value) > limit:
-                raise BadPayload(f"{name} longer than {limit} characters", fields={name: "too long"})
+def _refused(exc: ChannelError, log_extra: dict[str, str], what: str = "channel request") -> web.HTTPException:
+    """A caller error as the provider sees it (the status from the edge's one mapping)."""
+    status = status_of(exc)
+    if status == 403:
+        log.warning(f"{what} refused: bad signature", extra={**log_extra, "reason": str(exc)})
+        return web.HTTPForbidden(text="invalid signature")
+    if status == 413:
+        log.warning(f"{what} refused: too large", extra=log_extra)
+        return web.HTTPRequestEntityTooLarge(max_size=0, actual_size=0, text=str(exc))
+    log.warning(f"{what} refused: bad payload", extra={**log_extra, "reason": str(exc)})
+    return web.HTTPBadRequest(text=str(exc))
 
 
 async def channel_endpoint(request: web.Request) -> web.Response:
@@ -91,28 +53,19 @@ async def channel_endpoint(request: web.Request) -> web.Response:
     acct_name = request.match_info.get("account", "default")
     channel = request.app[keys.CHANNELS].get(name)
     acct = request.app[ACCOUNTS].get((name, acct_name))
-    if channel is None or acct is None or name == "web":
+    if channel is None or acct is None or channel.own_routes:
         raise web.HTTPNotFound(text=f"no channel {name}/{acct_name}")
     log_extra = {"channel": name, "account": acct_name}
     try:
-        raw = await raw_request(request, channel.max_body_bytes)
+        raw = await edge.raw_request(request, channel.max_body_bytes)
         if request.method == "GET":
             if not isinstance(channel, SupportsHandshake):
                 raise web.HTTPMethodNotAllowed("GET", ["POST"])
             return _to_web(channel.handshake(raw, acct))
-        channel.verify(raw, acct)
-        msgs = channel.parse(raw, acct)
-        _check_sizes(msgs)
-    except InvalidSignature as exc:
-        log.warning("channel request refused: bad signature", extra={**log_extra, "reason": str(exc)})
-        raise web.HTTPForbidden(text="invalid signature") from None
-    except PayloadTooLarge as exc:
-        log.warning("channel request refused: too large", extra=log_extra)
-        raise web.HTTPRequestEntityTooLarge(max_size=channel.max_body_bytes, actual_size=0, text=str(exc)) from None
-    except BadPayload as exc:
-        log.warning("channel request refused: bad payload", extra={**log_extra, "reason": str(exc)})
-        raise web.HTTPBadRequest(text=str(exc)) from None
-    result = await request.app[keys.PIPELINE].intake(msgs)
+        msgs = edge.parse(channel, raw, acct)
+    except CALLER_ERRORS as exc:
+        raise _refused(exc, log_extra) from None
+    result = await edge.intake(request, msgs)
     log.info(
         "channel request",
         extra={**log_extra, "messages": len(msgs), "case": result.case_number, "duplicate": result.duplicate},
@@ -131,17 +84,11 @@ async def delivery_report_endpoint(request: web.Request) -> web.Response:
     reporter: SupportsDeliveryReports = channel
     log_extra = {"channel": name, "account": acct_name}
     try:
-        raw = await raw_request(request, channel.max_body_bytes)
+        raw = await edge.raw_request(request, channel.max_body_bytes)
         channel.verify(raw, acct)
         report = reporter.parse_delivery_report(raw, acct)
-    except InvalidSignature as exc:
-        log.warning("delivery report refused: bad signature", extra={**log_extra, "reason": str(exc)})
-        raise web.HTTPForbidden(text="invalid signature") from None
-    except PayloadTooLarge as exc:
-        raise web.HTTPRequestEntityTooLarge(max_size=channel.max_body_bytes, actual_size=0, text=str(exc)) from None
-    except BadPayload as exc:
-        log.warning("delivery report refused: bad payload", extra={**log_extra, "reason": str(exc)})
-        raise web.HTTPBadRequest(text=str(exc)) from None
+    except CALLER_ERRORS as exc:
+        raise _refused(exc, log_extra, "delivery report") from None
     known = await record_delivery_report(request.app[keys.PIPELINE], name, report)
     log.info(
         "delivery report", extra={**log_extra, "state": report.state, "known": known, "error_code": report.error_code}

@@ -28,12 +28,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from adapters import dispatch
+from channels.errors import PayloadTooLarge
 from gateway import keys
 from gateway.core.lifecycle import IllegalTransition, Status
 from gateway.core.pipeline import SYSTEM, Pipeline, ReportNotFound
 from gateway.db import Delivery, DispatchCallback, Report
 from gateway.dispatch.outbox import routing_for
 from gateway.dispatch.stats import compute_stats
+from gateway.http import edge
 
 log = logging.getLogger(__name__)
 
@@ -121,16 +123,10 @@ def _error(status: type[web.HTTPException], message: str, **extra: Any) -> web.H
 
 
 async def _read_body(request: web.Request) -> bytes:
-    if request.content_length is not None and request.content_length > MAX_CALLBACK_BYTES:
-        raise _error(web.HTTPRequestEntityTooLarge, f"body larger than {MAX_CALLBACK_BYTES} bytes")
-    # ``content.read(n)`` returns what is buffered (maybe a part): read to the end, capped.
-    chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > MAX_CALLBACK_BYTES:
-            raise _error(web.HTTPRequestEntityTooLarge, f"body larger than {MAX_CALLBACK_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        return await edge.read_capped(request, MAX_CALLBACK_BYTES)
+    except PayloadTooLarge:
+        raise _error(web.HTTPRequestEntityTooLarge, f"body larger than {MAX_CALLBACK_BYTES} bytes") from None
 
 
 async def callback(request: web.Request) -> web.Response:

@@ -4,7 +4,8 @@
 create) and ``requests/{id}``, each as ``.json`` or ``.xml``. Services are the taxonomy's
 subcategories (``service_code`` = the 4-digit code). ``POST requests`` needs an ``api_key``
 from ``GATEWAY_OPEN311_API_KEYS`` and makes a report like any other channel through
-``Pipeline.intake`` (one post is a whole report); its case number is the ``service_request_id``.
+the Open311 channel (``channels/open311.py``) and the shared edge (one post is a whole
+report); its case number is the ``service_request_id``.
 An ``Idempotency-Key`` header makes a retried post answer with the first report. Errors are
 GeoReport errors (JSON list of ``{code, description}``, XML ``<errors><error>``).
 """
@@ -18,25 +19,25 @@ from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
 from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from channels import open311
-from channels.errors import BadPayload, InvalidSignature
-from channels.open311 import FORMATS, GeoReportError, Service
+from adapters import georeport as open311
+from adapters.georeport import FORMATS, GeoReportError, Service
+from channels.base import Account
+from channels.errors import BadPayload, InvalidSignature, PayloadTooLarge
 from gateway import keys
 from gateway.core.casenumber import is_case_number
-from gateway.core.pipeline import Pipeline
 from gateway.db import Report
+from gateway.http import edge
+from gateway.http.channels import ACCOUNTS
 from nlp.pii import mask_pii
 from nlp.taxonomy import load_taxonomy
 
 log = logging.getLogger(__name__)
 PREFIX = "/open311/v2"
-MAX_POST_BYTES = 64 * 1024
 MAX_RESULTS = 1000  # the spec's suggested cap on GET requests
 DEFAULT_WINDOW = timedelta(days=90)  # the spec's default range when no dates are given
 _FMT = "{fmt:json|xml}"
@@ -105,51 +106,35 @@ async def service_definition(request: web.Request) -> web.Response:
 
 
 async def create_request(request: web.Request) -> web.Response:
+    """``POST requests`` through the Open311 channel: verify (api_key) → parse → intake."""
     fmt = request.match_info["fmt"]
+    channel = request.app[keys.CHANNELS]["open311"]
+    acct = request.app[ACCOUNTS][("open311", "default")]
+    acct = Account(acct.name, {**acct.settings, "services": _service_names(request)}, acct.secret_fields)
     try:
-        form = await _read_form(request)
-        open311.check_api_key(form.get("api_key"), request.app[keys.SETTINGS].open311_keys)
-    except GeoReportError as exc:
-        return _error(fmt, exc.status, exc.description)
-    except InvalidSignature:
-        log.warning("open311 post refused: invalid api_key")
-        return _error(fmt, 403, "Invalid api_key received -- can't proceed with create_request.")
-    pipeline: Pipeline = request.app[keys.PIPELINE]
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not 0 < len(key) <= 200:
-        return _error(fmt, 400, "Idempotency-Key must be 1-200 characters")
-    try:
-        msg = open311.parse_request(
-            form, _services(request), now=pipeline.clock(), message_id=f"key:{key}" if key else None
+        raw = await edge.raw_request(request, channel.max_body_bytes, form={})
+        channel.verify(raw, acct)
+        key = edge.idempotency_key(request)
+        msgs = edge.parse(channel, raw, acct)
+    except PayloadTooLarge:
+        return _error(
+            fmt, edge.status_of(PayloadTooLarge()), f"request body larger than {channel.max_body_bytes} bytes"
         )
+    except InvalidSignature as exc:
+        log.warning("open311 post refused: invalid api_key")
+        return _error(fmt, edge.status_of(exc), "Invalid api_key received -- can't proceed with create_request.")
     except BadPayload as exc:
-        return _error(fmt, 400, *(f"{k}: {v}" for k, v in exc.fields.items()))
-    result = await pipeline.intake([msg], idempotency_key=key)
+        described = [f"{k}: {v}" for k, v in exc.fields.items() if k != "Idempotency-Key"] or [str(exc)]
+        return _error(fmt, edge.status_of(exc), *described)
+    result = await edge.intake(request, msgs, idempotency_key=key)
     assert result.case_number is not None
     log.info("open311 request", extra={"case": result.case_number, "duplicate": result.duplicate})
     body = [open311.created_json(result.case_number, result.reply)]
     return _respond(fmt, body, "service_requests", "request", 200 if result.duplicate else 201)
 
 
-async def _read_form(request: web.Request) -> dict[str, str]:
-    if request.content_length is not None and request.content_length > MAX_POST_BYTES:
-        raise GeoReportError(413, f"request body larger than {MAX_POST_BYTES} bytes")
-    chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > MAX_POST_BYTES:
-            raise GeoReportError(413, f"request body larger than {MAX_POST_BYTES} bytes")
-        chunks.append(chunk)
-    if request.content_type not in ("application/x-www-form-urlencoded", ""):
-        raise GeoReportError(400, "use application/x-www-form-urlencoded")
-    try:
-        pairs = parse_qsl(b"".join(chunks).decode("utf-8"), keep_blank_values=True)
-    except UnicodeDecodeError:
-        raise GeoReportError(400, "the body is not UTF-8") from None
-    form: dict[str, str] = {}
-    for k, v in pairs:
-        form.setdefault(k, v)  # a repeated field keeps its first value
-    return form
+def _service_names(request: web.Request) -> dict[str, str]:
+    return {code: service.name for code, service in _services(request).items()}
 
 
 async def list_requests(request: web.Request) -> web.Response:

@@ -4,26 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from typing import Any
 
 from aiohttp import BodyPartReader, web
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from channels.errors import BadPayload
-from channels.web import WebChannel
+from channels.errors import BadPayload, PayloadTooLarge
 from gateway import keys
 from gateway.core.casenumber import is_case_number
 from gateway.core.pipeline import IntakeResult
 from gateway.core.schema import report_json
 from gateway.db import Report
+from gateway.http import edge
+from gateway.http.channels import ACCOUNTS
 from gateway.media import sniff_image_type
 from gateway.models import InboundMessage, MediaRef, MessageKind
 
 log = logging.getLogger(__name__)
-_web = WebChannel()
-MAX_KEY = 200
 
 
 def bad_request(fields: dict[str, str], message: str = "invalid request") -> web.HTTPBadRequest:
@@ -37,63 +35,47 @@ def too_large(limit: int) -> web.HTTPRequestEntityTooLarge:
 
 
 async def read_report_post(request: web.Request) -> InboundMessage:
-    """Parse a JSON or multipart complaint into one message (photos stored first)."""
+    """Parse a JSON, form or multipart complaint through the web channel (photos stored first)."""
     settings = request.app[keys.SETTINGS]
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not (0 < len(key) <= MAX_KEY):
-        raise bad_request({"Idempotency-Key": f"must be 1-{MAX_KEY} characters"})
-    # The HTML form's browser cookie (gateway/http/webform.py) or an API client's id; else one-off.
-    sender = request.headers.get("X-Client-Id") or request.cookies.get("gw_client") or uuid.uuid4().hex
+    channel = request.app[keys.CHANNELS]["web"]
+    acct = request.app[ACCOUNTS][("web", "default")]
+    try:
+        edge.idempotency_key(request)
+    except BadPayload as exc:
+        raise bad_request(exc.fields) from None
     ctype = request.content_type
+    limit = settings.max_json_bytes
     try:
         if ctype == "multipart/form-data":
+            limit = request.client_max_size
             fields, photos = await _read_multipart(request)
-            return _web.message_from_fields(fields, photos, sender=sender, idempotency_key=key)
-        if ctype == "application/x-www-form-urlencoded":
-            form: dict[str, Any] = dict(await request.post())
-            loc = {k: form.pop(k) for k in ("lat", "lng", "address") if k in form}
-            if any(loc.values()):
-                form["location"] = loc
-            return _web.message_from_fields(form, (), sender=sender, idempotency_key=key)
-        if ctype in ("application/json", "") or ctype.endswith("+json"):
-            limit = settings.max_json_bytes
-            if request.content_length is not None and request.content_length > limit:
-                raise too_large(limit)
-            body = await _read_limited(request, limit)
-            try:
-                data = json.loads(body or b"null")
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise bad_request({"body": f"invalid JSON: {exc}"}) from None
-            if not isinstance(data, dict):
-                raise bad_request({"body": "expected a JSON object"})
-            return _web.message_from_fields(data, (), sender=sender, idempotency_key=key)
+            raw = await edge.raw_request(request, limit, body=b"", form=fields, media=photos)
+        elif ctype == "application/x-www-form-urlencoded":
+            form = {k: str(v) for k, v in (await request.post()).items()}
+            raw = await edge.raw_request(request, limit, body=b"", form=form)
+        elif ctype in ("application/json", "") or ctype.endswith("+json"):
+            raw = await edge.raw_request(request, limit)
+        else:
+            raise web.HTTPUnsupportedMediaType(
+                text=json.dumps({"error": "use application/json or multipart/form-data"}),
+                content_type="application/json",
+            )
+        return edge.parse(channel, raw, acct)[0]
+    except PayloadTooLarge:
+        raise too_large(limit) from None
     except BadPayload as exc:
         raise bad_request(exc.fields, str(exc)) from None
-    raise web.HTTPUnsupportedMediaType(
-        text=json.dumps({"error": "use application/json or multipart/form-data"}), content_type="application/json"
-    )
 
 
-async def _read_limited(request: web.Request, limit: int) -> bytes:
-    chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _read_multipart(request: web.Request) -> tuple[dict[str, Any], list[MediaRef]]:
+async def _read_multipart(request: web.Request) -> tuple[dict[str, str], list[MediaRef]]:
     settings = request.app[keys.SETTINGS]
     store = request.app[keys.MEDIA]
     # The parts are capped one by one; the body as a whole gets the app's request cap.
     budget = request.client_max_size
     if request.content_length is not None and request.content_length > budget:
-        raise too_large(budget)
+        raise PayloadTooLarge(f"body larger than {budget} bytes")
     reader = await request.multipart()
-    fields: dict[str, Any] = {}
-    location: dict[str, Any] = {}
+    fields: dict[str, str] = {}
     photos: list[MediaRef] = []
     errors: dict[str, str] = {}
     async for part in reader:
@@ -107,7 +89,7 @@ async def _read_multipart(request: web.Request) -> tuple[dict[str, Any], list[Me
             data = await _read_part(part, settings.max_photo_bytes)
             budget -= len(data or b"")
             if budget < 0:
-                raise too_large(request.client_max_size)
+                raise PayloadTooLarge(f"body larger than {request.client_max_size} bytes")
             if data is None:
                 errors["photos"] = f"each photo at most {settings.max_photo_bytes} bytes"
                 continue
@@ -123,24 +105,13 @@ async def _read_multipart(request: web.Request) -> tuple[dict[str, Any], list[Me
         value = await _read_part(part, 64 * 1024)
         budget -= len(value or b"")
         if budget < 0:
-            raise too_large(request.client_max_size)
+            raise PayloadTooLarge(f"body larger than {request.client_max_size} bytes")
         if value is None:
             errors[part.name] = "field too long"
             continue
-        text = value.decode("utf-8", errors="replace")
-        if part.name in ("lat", "lng", "address"):
-            location[part.name] = text
-        elif part.name == "location":
-            try:
-                location.update(json.loads(text))
-            except (json.JSONDecodeError, TypeError, AttributeError):
-                errors["location"] = "must be JSON with lat/lng and/or address"
-        else:
-            fields[part.name] = text
+        fields[part.name] = value.decode("utf-8", errors="replace")  # the web channel reads them
     if errors:
-        raise bad_request(errors, "invalid report")
-    if any(v not in ("", None) for v in location.values()):
-        fields["location"] = location
+        raise BadPayload("invalid report", fields=errors)
     return fields, photos
 
 
@@ -161,9 +132,7 @@ def status_url(request: web.Request, case: str) -> str:
 
 async def create_report(request: web.Request) -> web.Response:
     msg = await read_report_post(request)
-    result: IntakeResult = await request.app[keys.PIPELINE].intake(
-        [msg], idempotency_key=request.headers.get("Idempotency-Key")
-    )
+    result: IntakeResult = await edge.intake(request, [msg], idempotency_key=request.headers.get("Idempotency-Key"))
     assert result.case_number is not None
     body = {
         "case_number": result.case_number,

@@ -14,6 +14,7 @@ from gateway import keys
 from gateway.core.casenumber import CST
 from gateway.core.schema import report_json
 from gateway.dispatch.ratings import rating_url
+from gateway.http import edge
 from gateway.http.reports import load_report, read_report_post
 
 STATUS_LABELS = {
@@ -92,7 +93,7 @@ async def submit(request: web.Request) -> web.Response:
     key = None
     if isinstance(token, str) and token:
         key = "form:" + hashlib.sha256(token.encode()).hexdigest()[:32]
-    result = await request.app[keys.PIPELINE].intake([msg], idempotency_key=key)
+    result = await edge.intake(request, [msg], idempotency_key=key)
     raise web.HTTPSeeOther(f"/report/{result.case_number}?new=1")
 
 

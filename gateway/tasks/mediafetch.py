@@ -3,7 +3,7 @@
 The pipeline stores a ``Media`` row (state ``pending``) for every photo, voice note or video a
 message carries and enqueues ``fetch_media(media_id)`` after commit; the resident's reply never
 waits for a download. This task asks the report's channel for the bytes through the
-``SupportsMediaFetch`` capability (run in a thread: provider SDKs such as wechatpy block), puts
+``SupportsMediaFetch`` capability (``channels/base.py``) (run in a thread: provider SDKs such as wechatpy block), puts
 them in the media store by sha256 and marks the row ``stored``.
 
 Errors: a channel raises ``SendRetryable`` for what may pass (network, timeout, 5xx, throttled,
@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
-from channels.base import Account
+from channels.base import SupportsMediaFetch
 from channels.errors import ChannelError, SendRetryable
 from gateway.db import Media, Report
 from gateway.media import sniff_image_type
@@ -33,18 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MAX_FETCH_ATTEMPTS = 6
 DEFAULT_MAX_BYTES = 20 << 20
-
-
-@runtime_checkable
-class SupportsMediaFetch(Protocol):
-    """Channels whose media arrive as provider handles to download later (WeChat MediaId)."""
-
-    def fetch_media(self, ref: MediaRef, acct: Account) -> tuple[bytes, str]:
-        """The bytes and content type of ``ref``; worker thread only (may block).
-
-        Raises ``SendRetryable`` for transient failures, another ``ChannelError`` for permanent ones.
-        """
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,3 +128,6 @@ async def _finish(
         row.error = error[:2000] if error else None
         if sha256:
             row.sha256, row.size, row.content_type = sha256, size, content_type
+
+
+__all__ = ["MAX_FETCH_ATTEMPTS", "SupportsMediaFetch", "fetch_media"]

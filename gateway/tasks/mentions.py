@@ -2,7 +2,8 @@
 
 Optional and off by default: ``GATEWAY_WEIBO_POLL_INTERVAL_S`` > 0 turns it on; it needs the
 Weibo account (``GATEWAY_WEIBO_APP_SECRET``, ``GATEWAY_WEIBO_ACCESS_TOKEN``). The API and the
-mention's shape are in ``channels/weibo_mentions.py``.
+mention's shape are in ``channels/weibo_mentions.py``, reached through the channel's
+``SupportsPolling`` capability (``channels/base.py``).
 
 Running it. Celery beat is not part of the deployment, so the serving process schedules: each
 ``gateway serve`` (embedded or production) runs ``schedule``, a loop that enqueues the task
@@ -41,8 +42,8 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from channels.base import Account, SupportsPolling
 from channels.errors import BadPayload, ChannelError
-from channels.weibo_mentions import MentionsApi, mention_message, status_id
 from gateway.db import ChannelCursor
 
 if TYPE_CHECKING:
@@ -74,6 +75,20 @@ class Walk:
         return Walk(self.since_id, max(self.head, *ids), below)
 
 
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A polled channel's account, with the timeout of one call."""
+
+    channel: SupportsPolling
+    acct: Account
+    timeout_s: float
+
+    def page(self, *, since_id: int, max_id: int | None, count: int) -> list[dict[str, Any]]:
+        return self.channel.poll_page(
+            self.acct, since_id=since_id, max_id=max_id, count=count, timeout_s=self.timeout_s
+        )
+
+
 def schedule(runner: TaskRunner, settings: Settings, stop: asyncio.Event) -> asyncio.Task[None] | None:
     """Start the loop that enqueues a poll every interval, or nothing when the poller is off."""
     interval = settings.weibo_poll_interval_s
@@ -100,10 +115,14 @@ async def poll_weibo_mentions(ctx: TaskContext) -> None:
     if interval <= 0:
         return  # turned off since this was enqueued
     acct = ctx.services["accounts"].get((CHANNEL, ACCOUNT))
+    channel = ctx.services["channels"].get(CHANNEL)
     if acct is None or not acct.get("access_token") or not acct.get("api_base"):
         log.warning("Weibo mentions poller is on but the Weibo account or its access token is missing")
         return
-    api = MentionsApi(acct.get("api_base"), acct.get("access_token"), settings.weibo_poll_timeout_s)
+    if not isinstance(channel, SupportsPolling):
+        log.warning("Weibo mentions poller is on but the weibo channel cannot be polled")
+        return
+    api = Source(channel, acct, settings.weibo_poll_timeout_s)
     try:
         if not await claim(ctx.pipeline, interval * CLAIM_SPACING):
             log.info("Weibo mentions polled recently by another process; skipped")
@@ -115,7 +134,7 @@ async def poll_weibo_mentions(ctx: TaskContext) -> None:
         log.exception("Weibo mentions poll failed; the next run retries from the cursor")
 
 
-async def poll_once(pipeline: Pipeline, api: MentionsApi, *, max_pages: int, page_size: int) -> int:
+async def poll_once(pipeline: Pipeline, api: Source, *, max_pages: int, page_size: int) -> int:
     """Fetch at most ``max_pages`` pages, take their mentions in, move the cursor; new reports made."""
     walk = await load_walk(pipeline)
     created = 0
@@ -126,11 +145,11 @@ async def poll_once(pipeline: Pipeline, api: MentionsApi, *, max_pages: int, pag
         except ChannelError as exc:
             log.warning("Weibo mentions API failed; cursor kept", extra={**extra, "error": str(exc)})
             break
-        ids = [i for i in map(status_id, statuses) if i is not None and i > walk.since_id]
+        ids = [i for i in map(api.channel.poll_item_id, statuses) if i is not None and i > walk.since_id]
         if statuses and not ids:
             log.error("Weibo mentions page without usable ids; cursor kept", extra={**extra, "count": len(statuses)})
             break
-        created += await _take_in(pipeline, statuses)
+        created += await _take_in(pipeline, api.channel, statuses)
         walk = walk.after(ids)
         await _save(pipeline, walk)
         if not ids:
@@ -140,13 +159,13 @@ async def poll_once(pipeline: Pipeline, api: MentionsApi, *, max_pages: int, pag
     return created
 
 
-async def _take_in(pipeline: Pipeline, statuses: list[dict[str, Any]]) -> int:
+async def _take_in(pipeline: Pipeline, channel: SupportsPolling, statuses: list[dict[str, Any]]) -> int:
     created = 0
-    for status in sorted(statuses, key=lambda s: status_id(s) or 0):  # oldest first
+    for status in sorted(statuses, key=lambda s: channel.poll_item_id(s) or 0):  # oldest first
         try:
-            msg = mention_message(status, ACCOUNT)
+            msg = channel.poll_message(status, ACCOUNT)
         except BadPayload as exc:
-            log.warning("Weibo mention skipped", extra={"status_id": status_id(status), "error": str(exc)})
+            log.warning("Weibo mention skipped", extra={"status_id": channel.poll_item_id(status), "error": str(exc)})
             continue
         if msg is not None:
             created += (await pipeline.intake([msg])).created
