@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --disable-pip-version-check -q
 EDITABLE :=
 PYTEST_ARGS ?=
+LINTED := gateway channels nlp adapters tests bench
 
 .PHONY: run test lint check migrate clean
 
@@ -28,9 +29,9 @@ test: $(VENV)/.dev-installed
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check gateway channels nlp adapters tests bench
-	$(BIN)/ruff format --check gateway channels adapters
-	$(BIN)/mypy gateway channels adapters nlp
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy gateway channels adapters
 
 migrate: $(VENV)/.run-installed
 	$(BIN)/gateway migrate

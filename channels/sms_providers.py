@@ -94,7 +94,7 @@ def decode_possible_base64(text: str) -> str:
     return decoded
 
 
-class _RebasedHttpClient(TwilioHttpClient):
+class _RebasedHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio ships no types
     """twilio's own HTTP client, sending what it would send to api.twilio.com to ``api_base``
     instead (a local fake in tests, a regional edge or proxy in deployments)."""
 

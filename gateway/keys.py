@@ -9,11 +9,12 @@ from aiohttp import ClientSession, web
 if TYPE_CHECKING:
     from channels.base import BaseChannel
     from gateway.core.pipeline import Pipeline
+    from gateway.core.units import TaskRunner
     from gateway.db import Database
     from gateway.media import MediaStore
     from gateway.metrics import Metrics
     from gateway.settings import Settings
-    from gateway.tasks.runners import TaskContext, TaskRunner
+    from gateway.tasks.runners import TaskContext
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 DB: web.AppKey[Database] = web.AppKey("db")

@@ -52,8 +52,6 @@ def _context(settings: Settings, celery_app: Celery) -> tuple[asyncio.AbstractEv
         return _state.loop, _state.ctx
 
 
-@worker_process_shutdown.connect
-@worker_shutdown.connect
 def close_worker_context(**_: Any) -> None:
     """Close the database engine and HTTP session of this worker process."""
     with _state.lock:
@@ -63,6 +61,11 @@ def close_worker_context(**_: Any) -> None:
         return
     loop.run_until_complete(_close(ctx))
     loop.close()
+
+
+# Celery signals (not typed): close the context when the worker (or a pool process) stops.
+worker_process_shutdown.connect(close_worker_context)
+worker_shutdown.connect(close_worker_context)
 
 
 async def _close(ctx: TaskContext) -> None:

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.console import views
-from gateway.console.auth import CONSOLE, make_state
+from gateway.console.auth import CONSOLE, make_state, public
 from gateway.console.queue import LOCAL_TZ
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -44,7 +44,7 @@ def routes() -> list[web.AbstractRouteDef]:
     ]
 
 
-@views.public
+@public
 async def _to_console(request: web.Request) -> web.Response:
     raise web.HTTPPermanentRedirect("/console/")
 

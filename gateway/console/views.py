@@ -130,7 +130,8 @@ def _model(request: web.Request) -> dict[str, Any]:
     cache = request.config_dict[CONSOLE].cache
     if "model" not in cache:
         cache["model"] = overview.model_info(request.config_dict[keys.SETTINGS])
-    return cache["model"]
+    model: dict[str, Any] = cache["model"]
+    return model
 
 
 @guard("moderator")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp_jinja2
@@ -34,6 +34,7 @@ from gateway.tasks import mentions
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
+CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
 
 
 def create_app(
@@ -48,8 +49,9 @@ def create_app(
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = Metrics()
     app[keys.MEDIA] = LocalMediaStore(settings.media_path)
-    app[keys.CHANNELS] = make_channels()
-    app[channel_routes.ACCOUNTS] = load_accounts(app[keys.CHANNELS], settings)
+    chans = make_channels()
+    app[keys.CHANNELS] = chans
+    app[channel_routes.ACCOUNTS] = load_accounts(chans, settings)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
     app.cleanup_ctx.append(_database(settings, settings.auto_migrate if migrate is None else migrate))
     app.cleanup_ctx.append(_redis(settings))
@@ -68,7 +70,7 @@ def create_app(
     return app
 
 
-def _database(settings: Settings, migrate: bool):  # noqa: ANN202 - cleanup_ctx factory
+def _database(settings: Settings, migrate: bool) -> CleanupCtx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         if migrate:
             await upgrade(settings.db_url)
@@ -80,7 +82,7 @@ def _database(settings: Settings, migrate: bool):  # noqa: ANN202 - cleanup_ctx 
     return ctx
 
 
-def _redis(settings: Settings):  # noqa: ANN202
+def _redis(settings: Settings) -> CleanupCtx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         if not settings.redis_url:
             yield
@@ -100,7 +102,7 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
     await session.close()
 
 
-def _pipeline(settings: Settings, classifier: ReportClassifier, runner: TaskRunner | None):  # noqa: ANN202
+def _pipeline(settings: Settings, classifier: ReportClassifier, runner: TaskRunner | None) -> CleanupCtx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         async with open_runtime(
             settings,

@@ -13,7 +13,7 @@ signature is a 403 and changes nothing. Moves are written to the history with ac
 ``GET /api/v1/stats``: per category and per department (the routing target's department),
 the count of cases handed to dispatch, the median time from hand-off to acceptance, the median
 time from receipt to resolution, the on-time rate against the priority's deadline
-(``gateway.outbox.DEADLINES``) and the mean resident rating (统一评价).
+(``gateway.dispatch.outbox.DEADLINES``) and the mean resident rating (统一评价).
 """
 
 from __future__ import annotations

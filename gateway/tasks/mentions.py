@@ -48,8 +48,9 @@ from gateway.db import ChannelCursor
 
 if TYPE_CHECKING:
     from gateway.core.pipeline import Pipeline
+    from gateway.core.units import TaskRunner
     from gateway.settings import Settings
-    from gateway.tasks.runners import TaskContext, TaskRunner
+    from gateway.tasks.runners import TaskContext
 
 log = logging.getLogger(__name__)
 
