@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from channels.errors import BadPayload, ChannelMisconfigured
 from gateway.models import DeliveryReport, InboundMessage, MediaRef, OutboundMessage, SendResult
 
@@ -138,6 +140,14 @@ class SupportsPolling(Protocol):
         ...
 
 
+class ChannelSettings(BaseSettings):
+    """A channel's own settings: subclass it with ``env_prefix="GATEWAY_<NAME>_"`` and name the
+    subclass in the channel's ``settings_class``. Read from the environment and ``.env`` like the
+    gateway's settings; secrets as ``SecretStr``."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True)
+
+
 class BaseChannel:
     """Defaults for the optional parts of the contract."""
 
@@ -147,6 +157,18 @@ class BaseChannel:
     # True where the core serves the channel at its own public API (the web form, Open311)
     # instead of the generic ``/channels/{channel}[/{account}]`` endpoint, which then answers 404.
     own_routes: ClassVar[bool] = False
+    settings_class: ClassVar[type[ChannelSettings] | None] = None  # the channel's own settings
+
+    @classmethod
+    def own_settings(cls, settings: Mapping[str, Any]) -> ChannelSettings:
+        """The channel's settings (``settings_class``) from ``GATEWAY_<NAME>_*``; values named
+        ``<name>_*`` in the gateway's settings mapping win (built-in channels still declare theirs there)."""
+        if cls.settings_class is None:
+            raise TypeError(f"channel {cls.name!r} declares no settings_class")
+        prefix = f"{cls.name}_"
+        given = {k[len(prefix) :]: v for k, v in settings.items() if k.startswith(prefix) and v is not None}
+        known = {k: v for k, v in given.items() if k in cls.settings_class.model_fields}
+        return cls.settings_class(**known)
 
     @classmethod
     def accounts(cls, settings: Mapping[str, Any]) -> dict[str, Account]:
