@@ -47,6 +47,7 @@ _PROVINCE_RE = re.compile(r"西地省")
 
 def swap_places(text: str, rng: random.Random) -> str:
     """Replace anonymised place names (A市, A3区, K8县, 西地省) by other ones."""
+
     def repl(m: re.Match[str]) -> str:
         letter = rng.choice([c for c in "ABCDEFGHJKLMNPQ" if c != m.group(1)])
         num = str(rng.randint(1, 12)) if m.group(2) else ""
@@ -94,15 +95,27 @@ def main() -> int:
     taxonomy = load_taxonomy()
 
     print("# classifier benchmark: gov_messages_7class")
-    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"cpus={os.cpu_count()} (benchmark pinned to 1), python {platform.python_version()}")
-    print(f"data: train {len(train)}, dev {len(dev)} (calibration + thresholds, with train CV), test {len(test)}; "
-          f"target precision {args.target_precision}")
+    print(
+        f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+        f"cpus={os.cpu_count()} (benchmark pinned to 1), python {platform.python_version()}"
+    )
+    print(
+        f"data: train {len(train)}, dev {len(dev)} (calibration + thresholds, with train CV), test {len(test)}; "
+        f"target precision {args.target_precision}"
+    )
 
     out = Path(tempfile.mkdtemp(prefix="bench-classifier-"))
     t0 = time.perf_counter()
-    meta = train_model(train.texts, train.labels, out / "model", taxonomy=taxonomy, dev_texts=dev.texts,
-                       dev_labels=dev.labels, seed=args.seed, target_precision=args.target_precision)
+    meta = train_model(
+        train.texts,
+        train.labels,
+        out / "model",
+        taxonomy=taxonomy,
+        dev_texts=dev.texts,
+        dev_labels=dev.labels,
+        seed=args.seed,
+        target_precision=args.target_precision,
+    )
     train_s = time.perf_counter() - t0
     clf = load_classifier(out / "model")
 
@@ -111,8 +124,10 @@ def main() -> int:
         return {k: m[k] for k in ("macro_f1", "accuracy", "coverage", "precision_routed", "ece")}
 
     def fmt(m: dict[str, float]) -> str:
-        return (f"macro-F1 {m['macro_f1']:.4f} | accuracy {m['accuracy']:.4f} | coverage {m['coverage']:.4f} "
-                f"at precision {m['precision_routed']:.4f} | ECE {m['ece']:.4f}")
+        return (
+            f"macro-F1 {m['macro_f1']:.4f} | accuracy {m['accuracy']:.4f} | coverage {m['coverage']:.4f} "
+            f"at precision {m['precision_routed']:.4f} | ECE {m['ece']:.4f}"
+        )
 
     full = figures(test.texts, test.labels)
     trunc = figures([normalize(t)[:30] for t in test.texts], test.labels)
@@ -161,33 +176,44 @@ def main() -> int:
     base_pred = base.predict(vec.transform(test.texts))
     base_rate = len(test.texts) / (time.perf_counter() - t0)
     base_f1 = float(f1_score(test.labels, base_pred, average="macro"))
-    base_trunc_f1 = float(f1_score(test.labels, base.predict(vec.transform([t[:45] for t in test.texts])),
-                                   average="macro"))
+    base_trunc_f1 = float(
+        f1_score(test.labels, base.predict(vec.transform([t[:45] for t in test.texts])), average="macro")
+    )
     dec = base.decision_function(vec.transform(test.texts))
     base_conf = np.exp(dec) / np.exp(dec).sum(1, keepdims=True)
     base_ece = expected_calibration_error(base_conf.max(1), np.asarray(base_pred) == np.asarray(test.labels))
 
     print()
-    print(f"model {meta['version']}: {len(meta['labels'])} labels, temperature {meta['temperature']:.3f} "
-          f"(calibrated on {meta['calibration']['source']}), "
-          f"thresholds {json.dumps({k: round(v, 3) for k, v in meta['thresholds'].items()}, ensure_ascii=False)}")
+    print(
+        f"model {meta['version']}: {len(meta['labels'])} labels, temperature {meta['temperature']:.3f} "
+        f"(calibrated on {meta['calibration']['source']}), "
+        f"thresholds {json.dumps({k: round(v, 3) for k, v in meta['thresholds'].items()}, ensure_ascii=False)}"
+    )
     print(f"test                 : {fmt(full)}")
     print(f"test truncated 30 ch : {fmt(trunc)}")
     print(f"test places swapped  : {fmt(swapped)}")
     if raw is not None:
         print(f"test raw_text subset : {fmt(raw)} (n={len(raw_test)}, unsegmented originals)")
     print(f"training time        : {train_s:.1f} s (train split, incl. normalization, 5-fold CV and calibration)")
-    print(f"throughput, 1 core   : classify {clf_rate:,.0f} reports/s (batches of 256), {single_rate:,.0f}/s one "
-          f"at a time; plain jieba segmentation {jieba_rate:,.0f} texts/s; ratio classify/jieba "
-          f"{clf_rate / jieba_rate:.2f}")
+    print(
+        f"throughput, 1 core   : classify {clf_rate:,.0f} reports/s (batches of 256), {single_rate:,.0f}/s one "
+        f"at a time; plain jieba segmentation {jieba_rate:,.0f} texts/s; ratio classify/jieba "
+        f"{clf_rate / jieba_rate:.2f}"
+    )
     if raw_test:
-        print(f"throughput, raw_text : classify {raw_rate:,.0f} reports/s on the {len(raw_test)} unsegmented originals "
-              f"(batches of 256)")
-    print(f"baseline TF-IDF+LinearSVC (dataset tokens): macro-F1 {base_f1:.4f} (truncated-to-30-chars "
-          f"{base_trunc_f1:.4f}), ECE of softmax(margins) {base_ece:.4f}, train {base_train_s:.1f} s, "
-          f"predict {base_rate:,.0f}/s (no segmentation)")
-    print(f"ratio ours/baseline  : macro-F1 {full['macro_f1'] / base_f1:.3f}, "
-          f"truncated macro-F1 {trunc['macro_f1'] / base_trunc_f1:.3f}")
+        print(
+            f"throughput, raw_text : classify {raw_rate:,.0f} reports/s on the {len(raw_test)} unsegmented originals "
+            f"(batches of 256)"
+        )
+    print(
+        f"baseline TF-IDF+LinearSVC (dataset tokens): macro-F1 {base_f1:.4f} (truncated-to-30-chars "
+        f"{base_trunc_f1:.4f}), ECE of softmax(margins) {base_ece:.4f}, train {base_train_s:.1f} s, "
+        f"predict {base_rate:,.0f}/s (no segmentation)"
+    )
+    print(
+        f"ratio ours/baseline  : macro-F1 {full['macro_f1'] / base_f1:.3f}, "
+        f"truncated macro-F1 {trunc['macro_f1'] / base_trunc_f1:.3f}"
+    )
     goals = {
         "macro_f1>=0.95": full["macro_f1"] >= 0.95,
         "coverage@97%>=0.85": full["coverage"] >= 0.85 and full["precision_routed"] >= 0.97,
@@ -196,10 +222,19 @@ def main() -> int:
         "train<120s": train_s < 120,
     }
     print("goals: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in goals.items()))
-    summary = {"macro_f1": full["macro_f1"], "accuracy": full["accuracy"], "coverage": full["coverage"],
-               "precision_routed": full["precision_routed"], "ece": full["ece"], "throughput": clf_rate,
-               "jieba_throughput": jieba_rate, "train_s": train_s, "truncated30": trunc, "places_swapped": swapped,
-               "baseline_macro_f1": base_f1}
+    summary = {
+        "macro_f1": full["macro_f1"],
+        "accuracy": full["accuracy"],
+        "coverage": full["coverage"],
+        "precision_routed": full["precision_routed"],
+        "ece": full["ece"],
+        "throughput": clf_rate,
+        "jieba_throughput": jieba_rate,
+        "train_s": train_s,
+        "truncated30": trunc,
+        "places_swapped": swapped,
+        "baseline_macro_f1": base_f1,
+    }
     print(json.dumps(summary, ensure_ascii=False))
     return 0
 

@@ -22,8 +22,7 @@ def _split_args(p: argparse.ArgumentParser, default_split: str) -> None:
     p.add_argument(
         "--split-col",
         default=None,
-        help="column naming the split of each row; default: `split` when the file has one "
-        "(give '' to use every row)",
+        help="column naming the split of each row; default: `split` when the file has one (give '' to use every row)",
     )
     p.add_argument("--split", default=default_split, help=f"split to use (default: {default_split})")
 
@@ -33,8 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     t.add_argument("data", help="labelled examples, CSV with a header row or JSONL")
     t.add_argument("--out", required=True, help="model directory to write (replaced)")
     _split_args(t, "train")
-    t.add_argument("--dev", default=None, help="a separate dev file for calibration and thresholds "
-                   "(default: the `dev` split of DATA if it has a split column, else cross-validation)")
+    t.add_argument(
+        "--dev",
+        default=None,
+        help="a separate dev file for calibration and thresholds "
+        "(default: the `dev` split of DATA if it has a split column, else cross-validation)",
+    )
     t.add_argument("--dev-split", default="dev", help="name of the dev split (default: dev)")
     t.add_argument("--backend", choices=["linear", "transformer"], default="linear")
     t.add_argument("--base-model", default=None, help="local Hugging Face checkpoint directory (transformer)")
@@ -47,8 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     t.add_argument("--learning-rate", type=float, default=5e-5, help="transformer: learning rate")
     t.add_argument("--max-length", type=int, default=256, help="transformer: tokens per text")
     t.add_argument("--C", type=float, default=None, help="linear: SVM regularisation (default: tuned value)")
-    t.add_argument("--export-onnx", action="store_true",
-                   help="transformer: also export model.onnx and serve it with onnxruntime (CPU)")
+    t.add_argument(
+        "--export-onnx",
+        action="store_true",
+        help="transformer: also export model.onnx and serve it with onnxruntime (CPU)",
+    )
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(func=cmd_train)
 
@@ -57,8 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     e.add_argument("--model", default=None, help="model directory (default: the bundled model)")
     _split_args(e, "test")
     e.add_argument("--taxonomy", default=None)
-    e.add_argument("--report-dir", default=None, help="where the report goes (default: DIR/eval-<data name>, "
-                   "or var/reports/ for the bundled model)")
+    e.add_argument(
+        "--report-dir",
+        default=None,
+        help="where the report goes (default: DIR/eval-<data name>, or var/reports/ for the bundled model)",
+    )
     e.set_defaults(func=cmd_evaluate)
 
     c = subparsers.add_parser("classify", help="classify texts; one JSON object per text")
@@ -90,14 +99,29 @@ def cmd_train(args: argparse.Namespace) -> int:
         taxonomy = load_taxonomy(args.taxonomy)
         rows = read_rows(args.data)
         split_col = _resolve_split_col(args, rows)
-        train = select(rows, text_col=args.text_col, label_col=args.label_col, split_col=split_col,
-                       split=args.split if split_col else None, source=args.data)
+        train = select(
+            rows,
+            text_col=args.text_col,
+            label_col=args.label_col,
+            split_col=split_col,
+            split=args.split if split_col else None,
+            source=args.data,
+        )
         dev = None
         if args.dev:
             dev = select(read_rows(args.dev), text_col=args.text_col, label_col=args.label_col, source=args.dev)
         elif split_col:
-            dev = select(rows, text_col=args.text_col, label_col=args.label_col, split_col=split_col,
-                         split=args.dev_split, source=args.data) or None
+            dev = (
+                select(
+                    rows,
+                    text_col=args.text_col,
+                    label_col=args.label_col,
+                    split_col=split_col,
+                    split=args.dev_split,
+                    source=args.data,
+                )
+                or None
+            )
     except (DataError, TaxonomyError, OSError) as exc:
         return _err(str(exc))
     if not train.texts:
@@ -117,20 +141,40 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .transformer import TransformerParams
 
         transformer_params = TransformerParams(
-            epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
-            learning_rate=args.learning_rate, max_length=args.max_length,
+            epochs=args.epochs,
+            max_steps=args.max_steps,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            max_length=args.max_length,
         )
     n_dev = len(dev.texts) if dev else 0
-    print(f"training {args.backend} on {len(train.texts)} examples, {len(set(train.labels))} labels"
-          f"{f', dev {n_dev}' if n_dev else ', calibration by cross-validation'}", file=sys.stderr)
-    meta = train_model(
-        train.texts, train.labels, args.out, taxonomy=taxonomy, backend=args.backend,
-        dev_texts=dev.texts if dev else None, dev_labels=dev.labels if dev else None,
-        seed=args.seed, target_precision=args.target_precision, base_model=args.base_model,
-        linear_params=linear_params, transformer_params=transformer_params, progress=not args.no_progress,
+    print(
+        f"training {args.backend} on {len(train.texts)} examples, {len(set(train.labels))} labels"
+        f"{f', dev {n_dev}' if n_dev else ', calibration by cross-validation'}",
+        file=sys.stderr,
     )
-    summary = {"model_dir": str(args.out), "version": meta["version"], "labels": len(meta["labels"]),
-               "seconds": meta["train"]["seconds"], "calibration": meta["calibration"]}
+    meta = train_model(
+        train.texts,
+        train.labels,
+        args.out,
+        taxonomy=taxonomy,
+        backend=args.backend,
+        dev_texts=dev.texts if dev else None,
+        dev_labels=dev.labels if dev else None,
+        seed=args.seed,
+        target_precision=args.target_precision,
+        base_model=args.base_model,
+        linear_params=linear_params,
+        transformer_params=transformer_params,
+        progress=not args.no_progress,
+    )
+    summary = {
+        "model_dir": str(args.out),
+        "version": meta["version"],
+        "labels": len(meta["labels"]),
+        "seconds": meta["train"]["seconds"],
+        "calibration": meta["calibration"],
+    }
     if args.export_onnx:
         from .onnx_export import export_onnx
 
@@ -151,8 +195,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         rows = read_rows(data)
         split_col = _resolve_split_col(args, rows)
-        ex = select(rows, text_col=args.text_col, label_col=args.label_col, split_col=split_col,
-                    split=args.split if split_col else None, source=data)
+        ex = select(
+            rows,
+            text_col=args.text_col,
+            label_col=args.label_col,
+            split_col=split_col,
+            split=args.split if split_col else None,
+            source=data,
+        )
         clf = load_classifier(model_dir or None, taxonomy_path=args.taxonomy or None)
     except (DataError, OSError, ValueError) as exc:
         return _err(str(exc))

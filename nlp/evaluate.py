@@ -99,8 +99,15 @@ def _plot_confusion(cm: np.ndarray, groups: list[str], path: Path, clf: Taxonomy
         for i in range(n):
             for j in range(n):
                 if cm[i, j]:
-                    ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
-                            color="white" if norm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(cm[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -129,10 +136,15 @@ def _report(m: dict[str, Any], title: str, groups: list[str], cm: np.ndarray) ->
     ]
     for lb, v in m["per_class"].items():
         lines.append(f"| {lb} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |")
-    lines += ["", "## Confusion matrix (top level; rows gold, columns predicted)", "",
-              "![confusion matrix](confusion_matrix.png)", "",
-              "| gold \\ predicted | " + " | ".join(f"{i}" for i in range(len(groups))) + " |",
-              "| --- |" + " --- |" * len(groups)]
+    lines += [
+        "",
+        "## Confusion matrix (top level; rows gold, columns predicted)",
+        "",
+        "![confusion matrix](confusion_matrix.png)",
+        "",
+        "| gold \\ predicted | " + " | ".join(f"{i}" for i in range(len(groups))) + " |",
+        "| --- |" + " --- |" * len(groups),
+    ]
     for i, g in enumerate(groups):
         lines.append(f"| {i} {g} | " + " | ".join(str(v) for v in cm[i]) + " |")
     return "\n".join(lines) + "\n"

@@ -96,8 +96,11 @@ class Featurizer:
             return self._stack(None, xc)
         self.word_vec = TfidfVectorizer(
             token_pattern=r"\S+",  # noqa: S106 - a regex, not a password
-            lowercase=False, ngram_range=p.word_ngrams, sublinear_tf=True,
-            min_df=p.word_min_df, dtype=np.float32,
+            lowercase=False,
+            ngram_range=p.word_ngrams,
+            sublinear_tf=True,
+            min_df=p.word_min_df,
+            dtype=np.float32,
         )
         return self._stack(self.word_vec.fit_transform(self._words(normalized)), xc)
 

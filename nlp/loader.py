@@ -20,7 +20,6 @@ DEFAULT_CACHE_DIR = Path("var") / "models"
 log = logging.getLogger(__name__)
 
 
-
 def seed_params():  # noqa: ANN201 - LinearParams, imported lazily
     """Linear parameters of the bundled model.
 
@@ -74,8 +73,18 @@ def ensure_bundled_model(
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".seed-", dir=cache))
     try:
-        train_model(texts, labels, tmp / "model", taxonomy=taxonomy, seed=0, cv_folds=3, groups=groups,
-                    linear_params=seed_params(), progress=progress, version_prefix="seed-")
+        train_model(
+            texts,
+            labels,
+            tmp / "model",
+            taxonomy=taxonomy,
+            seed=0,
+            cv_folds=3,
+            groups=groups,
+            linear_params=seed_params(),
+            progress=progress,
+            version_prefix="seed-",
+        )
         try:
             os.replace(tmp / "model", target)
         except OSError:
@@ -120,8 +129,10 @@ def _use_onnx(model_dir: Path, meta: dict[str, Any], runtime: str | None) -> boo
         return True
     if runtime == "onnx":
         raise ValueError(f"{model_dir}: cannot serve with onnxruntime: {', '.join(missing)}")
-    log.warning("onnx runtime unavailable, serving with torch",
-                extra={"model_dir": str(model_dir), "reason": ", ".join(missing)})
+    log.warning(
+        "onnx runtime unavailable, serving with torch",
+        extra={"model_dir": str(model_dir), "reason": ", ".join(missing)},
+    )
     return False
 
 

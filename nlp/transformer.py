@@ -127,8 +127,13 @@ def train_transformer(
         order = torch.randperm(n, generator=gen)
         for i in range(0, n, params.batch_size):
             idx = order[i : i + params.batch_size]
-            enc = tokenizer([normalized[j] for j in idx.tolist()], truncation=True, max_length=max_length,
-                            padding=True, return_tensors="pt")
+            enc = tokenizer(
+                [normalized[j] for j in idx.tolist()],
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
+            )
             loss = model(**enc, labels=target[idx]).loss
             loss.backward()
             optimizer.step()

@@ -22,12 +22,38 @@ FORBIDDEN: list[tuple[str, tuple[str, ...]]] = [
     ("channels", ("gateway.", "nlp", "adapters")),  # except gateway.models, allowed below
     ("adapters", ("gateway.", "channels", "nlp")),  # except gateway.models
     ("nlp", ("gateway", "channels", "adapters")),
-    ("gateway.core", ("gateway.http", "gateway.console", "gateway.dispatch", "gateway.tasks", "gateway.runtime",
-                      "gateway.cli", "gateway.worker", "gateway.keys", "channels", "adapters")),
-    ("gateway.dispatch", ("gateway.http", "gateway.console", "gateway.tasks.table", "gateway.runtime", "gateway.cli",
-                          "gateway.worker", "gateway.keys", "channels")),
-    ("gateway.tasks", ("gateway.http", "gateway.console", "gateway.runtime", "gateway.cli", "gateway.worker",
-                       "gateway.keys")),
+    (
+        "gateway.core",
+        (
+            "gateway.http",
+            "gateway.console",
+            "gateway.dispatch",
+            "gateway.tasks",
+            "gateway.runtime",
+            "gateway.cli",
+            "gateway.worker",
+            "gateway.keys",
+            "channels",
+            "adapters",
+        ),
+    ),
+    (
+        "gateway.dispatch",
+        (
+            "gateway.http",
+            "gateway.console",
+            "gateway.tasks.table",
+            "gateway.runtime",
+            "gateway.cli",
+            "gateway.worker",
+            "gateway.keys",
+            "channels",
+        ),
+    ),
+    (
+        "gateway.tasks",
+        ("gateway.http", "gateway.console", "gateway.runtime", "gateway.cli", "gateway.worker", "gateway.keys"),
+    ),
     ("gateway.console", ("gateway.http", "gateway.runtime", "gateway.cli", "gateway.worker", "gateway.tasks")),
     ("gateway.http", ("gateway.cli", "gateway.worker")),
     ("gateway.runtime", ("gateway.http", "gateway.console", "gateway.cli", "gateway.worker")),
@@ -58,8 +84,9 @@ def _imports(name: str, path: Path) -> Iterator[tuple[str, int]]:
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module
-                       for a in node.names]
+            targets = [
+                f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module for a in node.names
+            ]
         else:
             continue
         for target in targets:
@@ -73,8 +100,10 @@ GRAPH = {name: sorted({t for t, _ in _imports(name, path)}) for name, path in MO
 
 
 def _within(name: str, prefix: str) -> bool:
-    return name == prefix.rstrip(".") or name.startswith(prefix if prefix.endswith(".") else prefix + ".") or (
-        prefix.endswith(".") and name.startswith(prefix)
+    return (
+        name == prefix.rstrip(".")
+        or name.startswith(prefix if prefix.endswith(".") else prefix + ".")
+        or (prefix.endswith(".") and name.startswith(prefix))
     )
 
 
@@ -147,8 +176,13 @@ def test_the_checks_catch_a_forbidden_import_and_a_cycle():
 
 
 def test_gateway_imports_no_concrete_channel():
-    concrete = [(n, t) for n, ts in GRAPH.items() if n.startswith("gateway") for t in ts
-                if t.startswith("channels") and t not in CHANNEL_CONTRACT]
+    concrete = [
+        (n, t)
+        for n, ts in GRAPH.items()
+        if n.startswith("gateway")
+        for t in ts
+        if t.startswith("channels") and t not in CHANNEL_CONTRACT
+    ]
     assert concrete == []
 
 

@@ -6,8 +6,17 @@ import pytest
 
 from gateway.core.lifecycle import ALLOWED, IllegalTransition, Status, check
 
-HAPPY_PATH = ["received", "classified", "needs_review", "ready", "dispatched", "accepted", "in_progress",
-              "resolved", "closed"]
+HAPPY_PATH = [
+    "received",
+    "classified",
+    "needs_review",
+    "ready",
+    "dispatched",
+    "accepted",
+    "in_progress",
+    "resolved",
+    "closed",
+]
 
 
 def test_happy_path_is_allowed():
@@ -16,10 +25,17 @@ def test_happy_path_is_allowed():
     assert check("ZW1", "classified", "ready") == Status.READY  # confident: no review
 
 
-@pytest.mark.parametrize(("current", "target"), [
-    ("received", "dispatched"), ("closed", "in_progress"), ("merged", "ready"), ("rejected", "ready"),
-    ("needs_review", "dispatched"), ("resolved", "accepted"),
-])
+@pytest.mark.parametrize(
+    ("current", "target"),
+    [
+        ("received", "dispatched"),
+        ("closed", "in_progress"),
+        ("merged", "ready"),
+        ("rejected", "ready"),
+        ("needs_review", "dispatched"),
+        ("resolved", "accepted"),
+    ],
+)
 def test_illegal_moves_are_refused_naming_the_case_and_the_allowed_moves(current, target):
     with pytest.raises(IllegalTransition) as err:
         check("ZW20261127000001", current, target)

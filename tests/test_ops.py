@@ -29,8 +29,9 @@ async def test_readyz_checks_redis_when_configured(aiohttp_client, make_settings
 
 
 async def test_readyz_is_503_when_redis_is_down(aiohttp_client, make_settings, runner):
-    app = create_app(make_settings(redis_url="redis://127.0.0.1:1/0"), classifier=PlaceholderClassifier(),
-                     runner=runner)
+    app = create_app(
+        make_settings(redis_url="redis://127.0.0.1:1/0"), classifier=PlaceholderClassifier(), runner=runner
+    )
     client = await aiohttp_client(app)
     resp = await client.get("/readyz")
     assert resp.status == 503

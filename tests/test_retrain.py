@@ -21,13 +21,28 @@ async def add_reviews(url: str) -> None:
     try:
         async with db.session() as s, s.begin():
             for i in range(24):
-                report = Report(case_number=f"ZW20261127{i:06d}", channel="web", sender="web:x", text="x",
-                                status="ready", priority="P3", urgent=False,
-                                created_at=datetime.now(UTC), updated_at=datetime.now(UTC))
+                report = Report(
+                    case_number=f"ZW20261127{i:06d}",
+                    channel="web",
+                    sender="web:x",
+                    text="x",
+                    status="ready",
+                    priority="P3",
+                    urgent=False,
+                    created_at=datetime.now(UTC),
+                    updated_at=datetime.now(UTC),
+                )
                 s.add(report)
                 await s.flush()
-                s.add(LabeledExample(report_id=report.id, text=REVIEWED[i % 4].format(i), label="0907",
-                                     source="changed", moderator="moderator:li"))
+                s.add(
+                    LabeledExample(
+                        report_id=report.id,
+                        text=REVIEWED[i % 4].format(i),
+                        label="0907",
+                        source="changed",
+                        moderator="moderator:li",
+                    )
+                )
     finally:
         await db.close()
 

@@ -82,10 +82,18 @@ async def test_celery_runner_runs_the_same_task_over_redis(make_settings, redis_
     pipeline = Pipeline(db, settings, CeleryRunner(celery_app), PlaceholderClassifier())
     from datetime import UTC, datetime
 
-    message = InboundMessage(channel="web", channel_message_id="c1", sender="web:1", received_at=datetime.now(UTC),
-                             kind=MessageKind.TEXT, text="路灯坏了", complete=True)
-    with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10,
-                      queues=["nlp", "default", "send"]):
+    message = InboundMessage(
+        channel="web",
+        channel_message_id="c1",
+        sender="web:1",
+        received_at=datetime.now(UTC),
+        kind=MessageKind.TEXT,
+        text="路灯坏了",
+        complete=True,
+    )
+    with start_worker(
+        celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10, queues=["nlp", "default", "send"]
+    ):
         result = await pipeline.intake([message])
         for _ in range(100):
             async with db.session() as s:

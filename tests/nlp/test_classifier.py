@@ -27,8 +27,7 @@ PROBES = [
 
 
 def test_import_is_light():
-    code = ("import sys, nlp; "
-            "print([m for m in ('torch', 'transformers', 'jieba', 'sklearn') if m in sys.modules])")
+    code = "import sys, nlp; print([m for m in ('torch', 'transformers', 'jieba', 'sklearn') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -110,8 +109,14 @@ def test_heldout_phrases_accuracy(tmp_path):
     rows = [json.loads(line) for line in SEED_CORPUS_PATH.read_text(encoding="utf-8").splitlines()]
     train = [r for r in rows if r["phrase"] < 0 or r["phrase"] % 4 != 3]
     test = [r for r in rows if r["phrase"] >= 0 and r["phrase"] % 4 == 3]
-    train_model([r["text"] for r in train], [r["label"] for r in train], tmp_path / "m",
-                taxonomy=load_taxonomy(), cv_folds=0, linear_params=seed_params())
+    train_model(
+        [r["text"] for r in train],
+        [r["label"] for r in train],
+        tmp_path / "m",
+        taxonomy=load_taxonomy(),
+        cv_folds=0,
+        linear_params=seed_params(),
+    )
     clf = load_classifier(tmp_path / "m")
     preds = clf.classify([r["text"] for r in test])
     sub = np.mean([p.code == r["label"] for p, r in zip(preds, test, strict=True)])

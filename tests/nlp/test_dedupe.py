@@ -47,8 +47,9 @@ def test_similarity_bounds():
 
 
 def test_fast_against_thousands_of_open_cases():
-    idx = DedupeIndex(item(i, f"第{i}号楼下的垃圾没人清理，已经第{i % 7}天了，气味很大", minutes=i % 300)
-                      for i in range(3000))
+    idx = DedupeIndex(
+        item(i, f"第{i}号楼下的垃圾没人清理，已经第{i % 7}天了，气味很大", minutes=i % 300) for i in range(3000)
+    )
     t = time.perf_counter()
     res = idx.query(item("new", "第5号楼下的垃圾没人清理，气味很大"))
     assert time.perf_counter() - t < 1.0

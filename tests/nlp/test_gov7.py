@@ -21,8 +21,15 @@ def test_linear_on_gov7_subset(shared_dir: Path, tmp_path: Path):
     test = select(rows, split_col="split", split="test")
     # every 3rd row (the file is in source order, grouped by topic): fast; the benchmark uses everything
     params = LinearParams(features=FeatureParams(max_seg_chars=200, max_char_chars=300))
-    meta = train_model(train.texts[::3], train.labels[::3], tmp_path / "m", taxonomy=load_taxonomy(),
-                       dev_texts=dev.texts[::2], dev_labels=dev.labels[::2], linear_params=params)
+    meta = train_model(
+        train.texts[::3],
+        train.labels[::3],
+        tmp_path / "m",
+        taxonomy=load_taxonomy(),
+        dev_texts=dev.texts[::2],
+        dev_labels=dev.labels[::2],
+        linear_params=params,
+    )
     assert meta["taxonomy_based"] is False and len(meta["labels"]) == 7
     clf = load_classifier(tmp_path / "m")
     m = evaluate(clf, test.texts[::3], test.labels[::3], out_dir=tmp_path / "eval")

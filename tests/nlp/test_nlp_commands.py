@@ -21,10 +21,22 @@ def run(argv, capsys):
 
 
 ROWS = [
-    ("路灯不亮了", "0102"), ("路灯坏了好几天", "0102"), ("晚上路灯一直不亮", "0102"), ("这条路的路灯闪个不停", "0102"),
-    ("井盖不见了", "0101"), ("井盖破了个洞", "0101"), ("井盖松动响", "0101"), ("有个井盖移位了", "0101"),
-    ("公司拖欠工资", "1401"), ("老板不发工资", "1401"), ("工地欠薪", "1401"), ("讨薪无门", "1401"),
-    ("广场舞太吵", "0613"), ("酒吧噪音大", "0613"), ("音响扰民", "0613"), ("喇叭太吵了", "0613"),
+    ("路灯不亮了", "0102"),
+    ("路灯坏了好几天", "0102"),
+    ("晚上路灯一直不亮", "0102"),
+    ("这条路的路灯闪个不停", "0102"),
+    ("井盖不见了", "0101"),
+    ("井盖破了个洞", "0101"),
+    ("井盖松动响", "0101"),
+    ("有个井盖移位了", "0101"),
+    ("公司拖欠工资", "1401"),
+    ("老板不发工资", "1401"),
+    ("工地欠薪", "1401"),
+    ("讨薪无门", "1401"),
+    ("广场舞太吵", "0613"),
+    ("酒吧噪音大", "0613"),
+    ("音响扰民", "0613"),
+    ("喇叭太吵了", "0613"),
 ]
 
 
@@ -41,8 +53,22 @@ def data_csv(tmp_path: Path) -> Path:
 
 def test_train_evaluate_classify_csv(tmp_path, data_csv, capsys):
     out = tmp_path / "model"
-    rc, stdout, _ = run(["train", str(data_csv), "--out", str(out), "--text-col", "content", "--label-col", "cat",
-                         "--seed", "3", "--no-progress"], capsys)
+    rc, stdout, _ = run(
+        [
+            "train",
+            str(data_csv),
+            "--out",
+            str(out),
+            "--text-col",
+            "content",
+            "--label-col",
+            "cat",
+            "--seed",
+            "3",
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert rc == 0
     info = json.loads(stdout.strip().splitlines()[-1])
     meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
@@ -65,8 +91,20 @@ def test_train_evaluate_classify_csv(tmp_path, data_csv, capsys):
 
 def test_training_is_deterministic(tmp_path, data_csv, capsys):
     for name in ("a", "b"):
-        run(["train", str(data_csv), "--out", str(tmp_path / name), "--text-col", "content", "--label-col", "cat",
-             "--no-progress"], capsys)
+        run(
+            [
+                "train",
+                str(data_csv),
+                "--out",
+                str(tmp_path / name),
+                "--text-col",
+                "content",
+                "--label-col",
+                "cat",
+                "--no-progress",
+            ],
+            capsys,
+        )
     a = json.loads((tmp_path / "a" / "meta.json").read_text(encoding="utf-8"))
     b = json.loads((tmp_path / "b" / "meta.json").read_text(encoding="utf-8"))
     assert a["version"] == b["version"] and a["thresholds"] == b["thresholds"] and a["temperature"] == b["temperature"]
@@ -74,16 +112,30 @@ def test_training_is_deterministic(tmp_path, data_csv, capsys):
 
 def test_jsonl_and_separate_dev(tmp_path, capsys):
     train = tmp_path / "train.jsonl"
-    train.write_text("\n".join(json.dumps({"text": t, "label": lb}, ensure_ascii=False) for t, lb in ROWS),
-                     encoding="utf-8")
-    rc, _, err = run(["train", str(train), "--out", str(tmp_path / "m"), "--dev", str(train), "--no-progress",
-                      "--target-precision", "0.9"], capsys)
+    train.write_text(
+        "\n".join(json.dumps({"text": t, "label": lb}, ensure_ascii=False) for t, lb in ROWS), encoding="utf-8"
+    )
+    rc, _, err = run(
+        [
+            "train",
+            str(train),
+            "--out",
+            str(tmp_path / "m"),
+            "--dev",
+            str(train),
+            "--no-progress",
+            "--target-precision",
+            "0.9",
+        ],
+        capsys,
+    )
     assert rc == 0, err
     meta = json.loads((tmp_path / "m" / "meta.json").read_text(encoding="utf-8"))
     # held-out scores: the training rows' out-of-fold scores pooled with the dev rows
     assert meta["target_precision"] == 0.9 and meta["calibration"]["n"] == 2 * len(ROWS)
-    rc, stdout, _ = run(["evaluate", str(train), "--model", str(tmp_path / "m"), "--report-dir", str(tmp_path / "r")],
-                        capsys)
+    rc, stdout, _ = run(
+        ["evaluate", str(train), "--model", str(tmp_path / "m"), "--report-dir", str(tmp_path / "r")], capsys
+    )
     assert rc == 0 and json.loads(stdout.strip().splitlines()[-1])["accuracy"] == 1.0
 
 
@@ -110,6 +162,19 @@ def test_errors_are_exit_code_2(tmp_path, capsys):
     assert rc == 2 and "missing column" in err
     rc, _, err = run(["train", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "m")], capsys)
     assert rc == 2
-    rc, _, err = run(["train", str(bad), "--out", str(tmp_path / "m"), "--backend", "transformer",
-                      "--text-col", "a", "--label-col", "b"], capsys)
+    rc, _, err = run(
+        [
+            "train",
+            str(bad),
+            "--out",
+            str(tmp_path / "m"),
+            "--backend",
+            "transformer",
+            "--text-col",
+            "a",
+            "--label-col",
+            "b",
+        ],
+        capsys,
+    )
     assert rc == 2 and "--base-model" in err

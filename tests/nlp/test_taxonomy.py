@@ -25,9 +25,16 @@ def test_bundled_copy_matches_shared(shared_dir: Path):
 
 
 def _doc():
-    return {"name": "t", "categories": [
-        {"code": "01", "name_zh": "甲", "subcategories": [
-            {"code": "0101", "name_zh": "甲一", "priority": "P2", "keywords": ["井盖"]}]}]}
+    return {
+        "name": "t",
+        "categories": [
+            {
+                "code": "01",
+                "name_zh": "甲",
+                "subcategories": [{"code": "0101", "name_zh": "甲一", "priority": "P2", "keywords": ["井盖"]}],
+            }
+        ],
+    }
 
 
 def test_other_file_of_same_shape(tmp_path: Path):
@@ -38,14 +45,17 @@ def test_other_file_of_same_shape(tmp_path: Path):
     assert tax.subcategory("0101").keywords == ("井盖",)
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda d: d["categories"][0].update(code="1"), "2 digits"),
-    (lambda d: d["categories"][0]["subcategories"][0].update(code="0201"), "starting with 01"),
-    (lambda d: d["categories"][0]["subcategories"][0].update(priority="P9"), "priority"),
-    (lambda d: d["categories"][0].update(subcategories=[]), "non-empty"),
-    (lambda d: d["categories"].append(d["categories"][0]), "duplicate"),
-    (lambda d: d.pop("categories"), "categories"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d["categories"][0].update(code="1"), "2 digits"),
+        (lambda d: d["categories"][0]["subcategories"][0].update(code="0201"), "starting with 01"),
+        (lambda d: d["categories"][0]["subcategories"][0].update(priority="P9"), "priority"),
+        (lambda d: d["categories"][0].update(subcategories=[]), "non-empty"),
+        (lambda d: d["categories"].append(d["categories"][0]), "duplicate"),
+        (lambda d: d.pop("categories"), "categories"),
+    ],
+)
 def test_invalid_taxonomies_are_refused(mutate, message):
     doc = _doc()
     mutate(doc)

@@ -8,8 +8,14 @@ import pytest
 
 pytestmark = pytest.mark.transformer
 
-ROWS = [("路灯不亮了", "0102"), ("路灯坏了好几天", "0102"), ("晚上路灯一直不亮", "0102"),
-        ("公司拖欠工资", "1401"), ("老板不发工资", "1401"), ("工地欠薪了", "1401")] * 4
+ROWS = [
+    ("路灯不亮了", "0102"),
+    ("路灯坏了好几天", "0102"),
+    ("晚上路灯一直不亮", "0102"),
+    ("公司拖欠工资", "1401"),
+    ("老板不发工资", "1401"),
+    ("工地欠薪了", "1401"),
+] * 4
 
 
 @pytest.fixture()
@@ -22,8 +28,14 @@ def tiny_base(tmp_path: Path) -> Path:
     base.mkdir()
     (base / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     tok = transformers.BertTokenizer(str(base / "vocab.txt"), do_lower_case=False)
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=8, num_hidden_layers=1,
-                                     num_attention_heads=2, intermediate_size=16, max_position_embeddings=64)
+    config = transformers.BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=64,
+    )
     import torch
 
     torch.manual_seed(0)
@@ -37,13 +49,29 @@ def test_train_load_classify(tmp_path, tiny_base, capsys):
     from nlp.commands import register
 
     data = tmp_path / "train.jsonl"
-    data.write_text("\n".join(json.dumps({"text": t, "label": lb}, ensure_ascii=False) for t, lb in ROWS),
-                    encoding="utf-8")
+    data.write_text(
+        "\n".join(json.dumps({"text": t, "label": lb}, ensure_ascii=False) for t, lb in ROWS), encoding="utf-8"
+    )
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
     out = tmp_path / "model"
-    args = parser.parse_args(["train", str(data), "--out", str(out), "--backend", "transformer", "--base-model",
-                              str(tiny_base), "--max-steps", "3", "--batch-size", "8", "--no-progress"])
+    args = parser.parse_args(
+        [
+            "train",
+            str(data),
+            "--out",
+            str(out),
+            "--backend",
+            "transformer",
+            "--base-model",
+            str(tiny_base),
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "8",
+            "--no-progress",
+        ]
+    )
     assert args.func(args) == 0
     meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
     assert meta["backend"] == "transformer" and meta["labels"] == ["0102", "1401"]

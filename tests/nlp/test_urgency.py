@@ -4,23 +4,29 @@ from nlp.segment import normalize
 from nlp.urgency import detect_urgency
 
 
-@pytest.mark.parametrize("text, rule", [
-    ("楼道里有很浓的煤气味", "gas"),
-    ("闻到天然气的味道", "gas"),
-    ("对面楼着火了", "fire"),
-    ("路面塌陷了一个大坑", "collapse"),
-    ("电梯困人了，按警铃没人应", "trapped"),
-    ("有人被砸伤了在流血", "injury"),
-])
+@pytest.mark.parametrize(
+    "text, rule",
+    [
+        ("楼道里有很浓的煤气味", "gas"),
+        ("闻到天然气的味道", "gas"),
+        ("对面楼着火了", "fire"),
+        ("路面塌陷了一个大坑", "collapse"),
+        ("电梯困人了，按警铃没人应", "trapped"),
+        ("有人被砸伤了在流血", "injury"),
+    ],
+)
 def test_emergencies_fire(text, rule):
     assert rule in {h.rule for h in detect_urgency(normalize(text))}
 
 
-@pytest.mark.parametrize("text", [
-    "没有煤气味了，谢谢",
-    "楼道堆物存在火灾隐患",
-    "路灯坏了好几天",
-    "小区组织了消防演练",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "没有煤气味了，谢谢",
+        "楼道堆物存在火灾隐患",
+        "路灯坏了好几天",
+        "小区组织了消防演练",
+    ],
+)
 def test_non_emergencies_do_not_fire(text):
     assert detect_urgency(normalize(text)) == []
