@@ -28,9 +28,10 @@ test: $(VENV)/.dev-installed
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check gateway channels nlp adapters tests bench
-	$(BIN)/ruff format --check gateway channels adapters
+	$(BIN)/ruff check gateway channels nlp adapters grid tests bench
+	$(BIN)/ruff format --check gateway channels adapters grid
 	$(BIN)/mypy gateway channels adapters nlp
+	$(BIN)/mypy --strict grid
 
 migrate: $(VENV)/.run-installed
 	$(BIN)/gateway migrate
