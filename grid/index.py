@@ -2,8 +2,9 @@
 
     index = GridIndex.load("var/grid/grid.geojson")           # or GridIndex.sample()
     match = index.locate(22.6571, 114.0323, datum=Datum.GCJ02)  # a WeChat location message
+    match = index.locate_address("民治街道上芬社区梅龙路口的路灯坏了")
 
-It returns a ``GridMatch`` (the path from the root to the deepest unit found, how it was found
+Both return a ``GridMatch`` (the path from the root to the deepest unit found, how it was found
 and a confidence) or None when the report is outside every unit / names no known place.
 
 Point lookup: an STRtree over the bounding boxes of every unit with a geometry, then exact
@@ -21,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +32,9 @@ from shapely.geometry.base import BaseGeometry
 
 from grid.datum import Datum, gcj02_to_wgs84_many, to_wgs84
 from grid.units import GridUnit, Level, ancestors, parse_feature_collection
+
+if TYPE_CHECKING:
+    from grid.gazetteer import Gazetteer
 
 SAMPLE_PATH = Path(__file__).resolve().parent / "data" / "longhua" / "grid.geojson"
 _M_PER_DEG_LAT = 111_320.0  # metres per degree of latitude (and of longitude at the equator)
@@ -120,6 +124,7 @@ class GridIndex:
         self._levels = np.array([u.level for u in located], dtype=np.int64)
         shapely.prepare(self._geoms)  # point-in-polygon tests on prepared polygons
         self._tree = shapely.STRtree(self._geoms)
+        self._gazetteer: Gazetteer | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> GridIndex:
@@ -190,6 +195,19 @@ class GridIndex:
             first[1:] = src[1:] != src[:-1]
             best[src[first]] = hit[first]
         return [None if i < 0 else str(self._codes[i]) for i in best.tolist()]
+
+    def locate_address(self, text: str) -> GridMatch | None:
+        """The unit an address text names (gazetteer of the grid's names); None if none."""
+        return self.gazetteer.match(text)
+
+    @property
+    def gazetteer(self) -> Gazetteer:
+        """The address gazetteer built from this grid's names (on first use)."""
+        if self._gazetteer is None:
+            from grid.gazetteer import Gazetteer
+
+            self._gazetteer = Gazetteer(self)
+        return self._gazetteer
 
     def geojson(self, levels: Iterable[Level] | None = None) -> dict[str, Any]:
         """The grid (or some levels of it) as GeoJSON, e.g. for a map page."""
