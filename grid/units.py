@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from grid.datum import Datum, gcj02_to_wgs84
+from grid.datum import Datum, gcj02_to_wgs84_many
 
 # A child may stick out of its parent by this share of its own area (digitising slivers), and
 # two siblings may overlap by this share of the smaller one, before the import refuses them.
@@ -222,11 +223,9 @@ def _geometry(
 
 
 def _gcj_to_wgs_xy(xy: Any) -> Any:
-    out = xy.copy()
-    for i, (lng, lat) in enumerate(xy):
-        wlat, wlng = gcj02_to_wgs84(float(lat), float(lng))
-        out[i] = (wlng, wlat)
-    return out
+    """shapely.transform's callback: an (N, 2) array of (lng, lat) in GCJ-02 → WGS-84."""
+    lat, lng = gcj02_to_wgs84_many(xy[:, 1], xy[:, 0])
+    return np.column_stack([lng, lat])
 
 
 def _check_tree(units: Sequence[GridUnit], problems: list[ImportProblem]) -> None:
