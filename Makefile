@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --disable-pip-version-check -q
 EDITABLE :=
 PYTEST_ARGS ?=
-LINTED := gateway channels nlp adapters tests bench
+LINTED := gateway channels nlp adapters grid tests bench
 
 .PHONY: run test lint check migrate clean
 
@@ -31,7 +31,7 @@ test: $(VENV)/.dev-installed
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
-	$(BIN)/mypy gateway channels adapters
+	$(BIN)/mypy gateway channels adapters grid
 
 migrate: $(VENV)/.run-installed
 	$(BIN)/gateway migrate

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("gateway", "channels", "nlp", "adapters")
+PACKAGES = ("gateway", "channels", "nlp", "adapters", "grid")
 # gateway/'s foundation: what every room may use, and which itself imports no room.
 FOUNDATION = {f"gateway.{m}" for m in ("models", "settings", "db", "logs", "metrics", "media", "migrate")}
 CHANNEL_CONTRACT = {"channels", "channels.base", "channels.errors"}
@@ -21,7 +21,8 @@ CHANNEL_CONTRACT = {"channels", "channels.base", "channels.errors"}
 FORBIDDEN: list[tuple[str, tuple[str, ...]]] = [
     ("channels", ("gateway.", "nlp", "adapters")),  # except gateway.models, allowed below
     ("adapters", ("gateway.", "channels", "nlp")),  # except gateway.models
-    ("nlp", ("gateway", "channels", "adapters")),
+    ("nlp", ("gateway", "channels", "adapters", "grid")),
+    ("grid", ("gateway", "channels", "adapters", "nlp")),
     (
         "gateway.core",
         (
