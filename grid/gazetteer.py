@@ -21,14 +21,12 @@ from __future__ import annotations
 import logging
 import threading
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from grid.index import GridIndex, GridMatch
-
+from grid.match import GridMatch, Method, PathStep
 from grid.units import GridUnit, Level
 
 _SUFFIXES = ("街道办事处", "街道办", "办事处", "街道", "社区工作站", "社区居委会", "居委会", "社区", "新区", "区", "市")
@@ -71,10 +69,22 @@ def short_name(name: str) -> str | None:
     return None
 
 
+class GridLookup(Protocol):
+    """What the gazetteer reads of a loaded grid (``grid.index.GridLookup`` provides it)."""
+
+    @property
+    def units(self) -> Sequence[GridUnit]: ...
+
+    @property
+    def by_code(self) -> Mapping[str, GridUnit]: ...
+
+    def path(self, code: str) -> tuple[PathStep, ...]: ...
+
+
 class Gazetteer:
     """The names of one grid, their units, and the matcher. Build once per grid (``index.gazetteer``)."""
 
-    def __init__(self, index: GridIndex) -> None:
+    def __init__(self, index: GridLookup) -> None:
         self._index = index
         self.entries: dict[str, Entry] = _build_entries(index)
         self._tokenizer: object | None = None
@@ -118,8 +128,6 @@ class Gazetteer:
         return self._resolve(mentions)
 
     def _resolve(self, mentions: Sequence[Entry]) -> GridMatch | None:
-        from grid.index import GridMatch, Method
-
         chains = {code: self._index.path(code) for m in mentions for code in m.codes}
         scored: list[tuple[float, int, str]] = []
         for code, path in chains.items():
@@ -144,18 +152,18 @@ class Gazetteer:
         return GridMatch(path, Method.ADDRESS, confidence, matched=matched)
 
 
-def _weight(entry: Entry, index: GridIndex) -> float:
+def _weight(entry: Entry, index: GridLookup) -> float:
     if all(index.by_code[c].level <= Level.DISTRICT for c in entry.codes):
         return _UPPER_LEVEL_WEIGHT
     return _WEIGHT[entry.evidence]
 
 
-def _contradicts(entry: Entry, on_chain: set[str], index: GridIndex) -> bool:
+def _contradicts(entry: Entry, on_chain: set[str], index: GridLookup) -> bool:
     """A street or smaller that the text names and that is not on the chosen chain."""
     return not on_chain.intersection(entry.codes) and all(index.by_code[c].level >= Level.STREET for c in entry.codes)
 
 
-def _build_entries(index: GridIndex) -> dict[str, Entry]:
+def _build_entries(index: GridLookup) -> dict[str, Entry]:
     names: dict[str, dict[str, Evidence]] = {}
 
     def add(name: str, unit: GridUnit, evidence: Evidence) -> None:
@@ -185,7 +193,7 @@ def _short_forms(unit: GridUnit) -> Iterable[str]:
     return (short,) if short else ()
 
 
-def _drop_descendants(codes: dict[str, Evidence], index: GridIndex) -> list[str]:
+def _drop_descendants(codes: dict[str, Evidence], index: GridLookup) -> list[str]:
     """Keep the codes none of whose ancestors is also in ``codes`` (民治 → the street, not the community)."""
     kept = []
     for code in codes:

@@ -19,10 +19,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,77 +29,12 @@ import shapely.ops
 from shapely.geometry.base import BaseGeometry
 
 from grid.datum import Datum, gcj02_to_wgs84_many, to_wgs84
-from grid.units import GridUnit, Level, ancestors, parse_feature_collection
-
-if TYPE_CHECKING:
-    from grid.gazetteer import Gazetteer
+from grid.gazetteer import Gazetteer
+from grid.match import GridMatch, Method, PathStep
+from grid.units import GridUnit, Level, ancestors, feature_collection, parse_feature_collection
 
 SAMPLE_PATH = Path(__file__).resolve().parent / "data" / "longhua" / "grid.geojson"
 _M_PER_DEG_LAT = 111_320.0  # metres per degree of latitude (and of longitude at the equator)
-
-
-class Method(StrEnum):
-    """How a report was placed in the grid (kept on the report as ``grid.method``)."""
-
-    POINT = "point_in_polygon"
-    BOUNDARY = "boundary"  # on the shared edge of two units; the smaller code was taken
-    NEAREST = "nearest"  # outside every unit, within snap_m of the one chosen
-    ADDRESS = "address"  # from the address text through the gazetteer
-
-
-@dataclass(frozen=True, slots=True)
-class PathStep:
-    """One level of a grid path."""
-
-    level: Level
-    code: str
-    name: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"level": self.level.label, "code": self.code, "name": self.name}
-
-
-@dataclass(frozen=True, slots=True)
-class GridMatch:
-    """Where a report lands: ``path`` from the root to the deepest unit found, and how."""
-
-    path: tuple[PathStep, ...]
-    method: Method
-    confidence: float
-    distance_m: float | None = None
-    matched: tuple[str, ...] = field(default=())  # the names an address match rests on
-
-    @property
-    def code(self) -> str:
-        return self.path[-1].code
-
-    @property
-    def name(self) -> str:
-        return self.path[-1].name
-
-    @property
-    def level(self) -> Level:
-        return self.path[-1].level
-
-    def step(self, level: Level) -> PathStep | None:
-        """The path's unit at ``level``, if the path reaches it."""
-        return next((s for s in self.path if s.level is level), None)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON a report, the dispatch payload and the Open311 view carry as ``grid``."""
-        out: dict[str, Any] = {
-            "code": self.code,
-            "name": self.name,
-            "level": self.level.label,
-            "path": [s.as_dict() for s in self.path],
-            "method": self.method.value,
-            "confidence": round(self.confidence, 3),
-        }
-        if self.distance_m is not None:
-            out["distance_m"] = round(self.distance_m, 1)
-        if self.matched:
-            out["matched"] = list(self.matched)
-        return out
 
 
 class GridIndex:
@@ -204,15 +137,11 @@ class GridIndex:
     def gazetteer(self) -> Gazetteer:
         """The address gazetteer built from this grid's names (on first use)."""
         if self._gazetteer is None:
-            from grid.gazetteer import Gazetteer
-
             self._gazetteer = Gazetteer(self)
         return self._gazetteer
 
     def geojson(self, levels: Iterable[Level] | None = None) -> dict[str, Any]:
         """The grid (or some levels of it) as GeoJSON, e.g. for a map page."""
-        from grid.units import feature_collection
-
         wanted = set(levels) if levels is not None else None
         return feature_collection(u for u in self.units if wanted is None or u.level in wanted)
 

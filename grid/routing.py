@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from grid.index import PathStep
+from grid.match import PathStep
 from grid.units import Level
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from grid.gazetteer import Evidence, short_name
-from grid.index import GridIndex, Method
+from grid.index import GridIndex
+from grid.match import Method
 from grid.units import Level
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "grid"

@@ -9,7 +9,8 @@ import pytest
 import shapely
 
 from grid.datum import Datum, wgs84_to_gcj02
-from grid.index import GridIndex, Method
+from grid.index import GridIndex
+from grid.match import Method
 from grid.units import Level, parse_feature_collection
 from tests.grid.conftest import tiny_grid
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from grid.index import GridIndex, PathStep
+from grid.index import GridIndex
+from grid.match import PathStep
 from grid.routing import GridScope, ScopeError
 
 
