@@ -13,12 +13,12 @@ unknown event is parsed into an ``event`` message or an empty list and acknowled
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from channels.errors import BadPayload
+from channels.payload import loads
 from gateway.models import DeliveryReport, InboundMessage, OutboundMessage, SendResult
 
 
@@ -66,10 +66,7 @@ class Account:
 
 def json_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object, or ``BadPayload`` saying why not."""
-    try:
-        data = json.loads(body or b"null")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadPayload(f"body is not valid JSON: {exc}", fields={"body": "invalid JSON"}) from None
+    data = loads(body)  # depth, huge numbers, NUL and lone surrogates are a BadPayload too
     if not isinstance(data, dict):
         raise BadPayload("body must be a JSON object", fields={"body": "expected an object"})
     return data

@@ -11,9 +11,11 @@ from aiohttp import BodyPartReader, web
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from channels import payload
 from channels.errors import BadPayload
 from channels.web import WebChannel
 from gateway import keys
+from gateway.admission import check_message
 from gateway.casenumber import is_case_number
 from gateway.db import Report
 from gateway.media import sniff_image_type
@@ -37,6 +39,16 @@ def too_large(limit: int) -> web.HTTPRequestEntityTooLarge:
 
 
 async def read_report_post(request: web.Request) -> InboundMessage:
+    """Parse a JSON or multipart complaint into one message that the database can store."""
+    msg = await _read_report_post(request)
+    try:
+        check_message(msg)
+    except BadPayload as exc:
+        raise bad_request(exc.fields, str(exc)) from None
+    return msg
+
+
+async def _read_report_post(request: web.Request) -> InboundMessage:
     """Parse a JSON or multipart complaint into one message (photos stored first)."""
     settings = request.app[keys.SETTINGS]
     key = request.headers.get("Idempotency-Key")
@@ -60,10 +72,7 @@ async def read_report_post(request: web.Request) -> InboundMessage:
             if request.content_length is not None and request.content_length > limit:
                 raise too_large(limit)
             body = await _read_limited(request, limit)
-            try:
-                data = json.loads(body or b"null")
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise bad_request({"body": f"invalid JSON: {exc}"}) from None
+            data = payload.loads(body)  # a BadPayload (400) for deep nesting, huge numbers, NUL, surrogates
             if not isinstance(data, dict):
                 raise bad_request({"body": "expected a JSON object"})
             return _web.message_from_fields(data, (), sender=sender, idempotency_key=key)
@@ -132,8 +141,12 @@ async def _read_multipart(request: web.Request) -> tuple[dict[str, Any], list[Me
             location[part.name] = text
         elif part.name == "location":
             try:
-                location.update(json.loads(text))
-            except (json.JSONDecodeError, TypeError, AttributeError):
+                given = payload.loads(text)
+            except BadPayload:
+                given = None
+            if isinstance(given, dict):
+                location.update(given)
+            else:  # a JSON string or list is not a location (it was a 500: dict.update of a str)
                 errors["location"] = "must be JSON with lat/lng and/or address"
         else:
             fields[part.name] = text

@@ -25,6 +25,7 @@ from gateway import (
     ratings,
     webform,
 )
+from gateway.caller_errors import caller_errors
 from gateway.classify import NlpClassifier, PlaceholderClassifier, ReportClassifier
 from gateway.console import install as install_console
 from gateway.db import Database
@@ -54,7 +55,7 @@ def create_app(
     migrate: bool | None = None,
 ) -> web.Application:
     multipart_cap = settings.max_photos * settings.max_photo_bytes + (1 << 20)
-    app = web.Application(middlewares=[request_context, json_errors], client_max_size=multipart_cap)
+    app = web.Application(middlewares=[request_context, json_errors, caller_errors], client_max_size=multipart_cap)
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = Metrics()
     app[keys.MEDIA] = LocalMediaStore(settings.media_path)

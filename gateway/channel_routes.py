@@ -25,6 +25,7 @@ from channels.base import (
 )
 from channels.errors import BadPayload, InvalidSignature, PayloadTooLarge
 from gateway import keys
+from gateway.admission import check_messages
 from gateway.models import InboundMessage
 from gateway.notify import record_delivery_report
 
@@ -85,6 +86,7 @@ def _check_sizes(msgs: Sequence[InboundMessage]) -> None:
             value = getattr(m, name) or ""
             if len(value) > limit:
                 raise BadPayload(f"{name} longer than {limit} characters", fields={name: "too long"})
+    check_messages(msgs)  # every field against its column; NUL and lone surrogates anywhere
 
 
 async def channel_endpoint(request: web.Request) -> web.Response:

@@ -32,6 +32,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from gateway.dbguard import guard
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -198,10 +200,13 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         # (p99 of intake fell from about 1.3 s to under 0.2 s under load). Code must therefore never
         # hold two sessions at once; pool_timeout turns such a mistake into an error, not a hang.
         kwargs = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 30, **kwargs}
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True, **kwargs)
         _sqlite_write_transactions(engine)
+        guard(engine)
         return engine
-    return create_async_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_async_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
+    guard(engine)  # NUL and lone surrogates are refused before the driver sees them (gateway/dbguard.py)
+    return engine
 
 
 def _sqlite_write_transactions(engine: AsyncEngine) -> None:

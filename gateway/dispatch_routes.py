@@ -32,6 +32,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from adapters import dispatch
+from channels import payload
+from channels.errors import BadPayload
 from gateway import keys
 from gateway.db import Database, Delivery, DispatchCallback, History, Rating, Report, utcnow
 from gateway.lifecycle import IllegalTransition, Status
@@ -71,9 +73,9 @@ class Callback:
 
 def parse_callback(body: bytes) -> Callback:
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise BadCallback({"body": "invalid JSON"}) from None
+        data = payload.loads(body)  # deep nesting, huge numbers, NUL and lone surrogates included
+    except BadPayload as exc:
+        raise BadCallback(exc.fields) from None
     if not isinstance(data, dict):
         raise BadCallback({"body": "expected a JSON object"})
     errors: dict[str, str] = {}
@@ -120,6 +122,8 @@ async def apply_callback(pipeline: Pipeline, cb: Callback) -> dict[str, Any]:
 
 def _error(status: type[web.HTTPException], message: str, **extra: Any) -> web.HTTPException:
     body = json.dumps({"error": message, **extra}, ensure_ascii=False)
+    if status is web.HTTPRequestEntityTooLarge:  # it needs max_size (a TypeError, so a 500, without)
+        return web.HTTPRequestEntityTooLarge(MAX_CALLBACK_BYTES, 0, text=body, content_type="application/json")
     return status(text=body, content_type="application/json")
 
 

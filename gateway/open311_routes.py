@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from channels import open311
 from channels.errors import BadPayload, InvalidSignature
 from channels.open311 import FORMATS, GeoReportError, Service
 from gateway import keys
+from gateway.admission import check_message
 from gateway.casenumber import is_case_number
 from gateway.db import Report
 from gateway.pipeline import Pipeline
@@ -121,6 +122,7 @@ async def create_request(request: web.Request) -> web.Response:
         msg = open311.parse_request(
             form, _services(request), now=pipeline.clock(), message_id=f"key:{key}" if key else None
         )
+        check_message(msg)
     except BadPayload as exc:
         return _error(fmt, 400, *(f"{k}: {v}" for k, v in exc.fields.items()))
     result = await pipeline.intake([msg], idempotency_key=key)
@@ -187,8 +189,11 @@ def _filters(params: Mapping[str, str], now: Any) -> Any:
         end = open311.parse_date(params["end_date"]) if params.get("end_date") else None
     except ValueError:
         raise GeoReportError(400, "start_date/end_date must be ISO 8601 (w3c) datetimes") from None
-    end = end or now
-    start = start or end - DEFAULT_WINDOW
+    try:  # 0001-01-01 minus the window, or a date whose UTC form leaves the calendar, overflowed (a 500)
+        end = (end or now).astimezone(UTC)
+        start = (start or end - DEFAULT_WINDOW).astimezone(UTC)
+    except OverflowError:
+        raise GeoReportError(400, "start_date/end_date out of range") from None
     query = query.where(Report.created_at >= start, Report.created_at <= end)
     codes = [c.strip() for c in params.get("service_code", "").split(",") if c.strip()]
     if codes:
