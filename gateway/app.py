@@ -25,6 +25,7 @@ from gateway import (
     ratings,
     webform,
 )
+from gateway.bodies import body_caps
 from gateway.caller_errors import caller_errors
 from gateway.classify import NlpClassifier, PlaceholderClassifier, ReportClassifier
 from gateway.console import install as install_console
@@ -55,7 +56,8 @@ def create_app(
     migrate: bool | None = None,
 ) -> web.Application:
     multipart_cap = settings.max_photos * settings.max_photo_bytes + (1 << 20)
-    app = web.Application(middlewares=[request_context, json_errors, caller_errors], client_max_size=multipart_cap)
+    middlewares = [request_context, json_errors, caller_errors, body_caps]  # body caps: gateway/bodies.py
+    app = web.Application(middlewares=middlewares, client_max_size=multipart_cap)
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = Metrics()
     app[keys.MEDIA] = LocalMediaStore(settings.media_path)
