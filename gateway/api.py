@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextvars
+import hashlib
 import json
 import logging
 import uuid
@@ -26,6 +28,8 @@ from gateway.schema import report_json
 log = logging.getLogger(__name__)
 _web = WebChannel()
 MAX_KEY = 200
+# The photos of the post being read: sha256 -> (bytes, type), stored once the report is valid.
+_pending_photos: contextvars.ContextVar[dict[str, tuple[bytes, str]]] = contextvars.ContextVar("pending_photos")
 
 
 def bad_request(fields: dict[str, str], message: str = "invalid request") -> web.HTTPBadRequest:
@@ -40,11 +44,21 @@ def too_large(limit: int) -> web.HTTPRequestEntityTooLarge:
 
 async def read_report_post(request: web.Request) -> InboundMessage:
     """Parse a JSON or multipart complaint into one message that the database can store."""
-    msg = await _read_report_post(request)
+    pending: dict[str, tuple[bytes, str]] = {}
+    token = _pending_photos.set(pending)
+    try:
+        msg = await _read_report_post(request)
+    finally:
+        _pending_photos.reset(token)
     try:
         check_message(msg)
     except BadPayload as exc:
         raise bad_request(exc.fields, str(exc)) from None
+    # Photos are stored only now that the report is valid: a refused post leaves nothing on disk
+    # (issue 13, item 4). A report that fails later leaves an orphan for gateway/media_gc.py.
+    store = request.app[keys.MEDIA]
+    for data, kind in pending.values():
+        await store.put(data, kind)
     return msg
 
 
@@ -95,7 +109,7 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
 
 async def _read_multipart(request: web.Request) -> tuple[dict[str, Any], list[MediaRef]]:
     settings = request.app[keys.SETTINGS]
-    store = request.app[keys.MEDIA]
+    pending = _pending_photos.get()
     # The parts are capped one by one; the body as a whole gets the app's request cap.
     budget = request.client_max_size
     if request.content_length is not None and request.content_length > budget:
@@ -126,8 +140,9 @@ async def _read_multipart(request: web.Request) -> tuple[dict[str, Any], list[Me
             if kind is None:
                 errors["photos"] = "only JPEG, PNG, GIF or WebP images"
                 continue
-            stored = await store.put(data, kind)
-            photos.append(MediaRef(kind=MessageKind.IMAGE, sha256=stored.sha256, size=stored.size, content_type=kind))
+            digest = hashlib.sha256(data).hexdigest()
+            pending[digest] = (data, kind)
+            photos.append(MediaRef(kind=MessageKind.IMAGE, sha256=digest, size=len(data), content_type=kind))
             continue
         value = await _read_part(part, 64 * 1024)
         budget -= len(value or b"")

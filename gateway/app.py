@@ -18,6 +18,7 @@ from gateway import (
     channel_routes,
     dispatch_routes,
     keys,
+    media_gc,
     mentions,
     open311_routes,
     ops,
@@ -69,6 +70,7 @@ def create_app(
     app.cleanup_ctx.append(_redis(settings))
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(_pipeline(settings, classifier or make_classifier(settings), runner))
+    app.cleanup_ctx.append(media_gc.periodic())  # orphaned media files removed (issue 13, item 4)
     app.router.add_routes(
         ops.routes()
         + api.routes()
