@@ -7,11 +7,11 @@ Issue 13, item 6. Three rules, one mechanism (a counter per key with a time to l
   for one user get at most ``USER_LIMIT`` checks, not 40.
 - **Per IP and per user, with back-off, not a lock.** Once a counter reaches its limit, one
   attempt is let through per back-off period (30 s, doubling with each attempt, at most
-  ``MAX_BACKOFF_S``); a window without attempts forgets the counter. The per-user counter applies only to clients the console does not know.
-  A browser where the user logged in before carries a signed device cookie
-  (``gw_console_device``, bound to the user name) and is counted on its own, so an anonymous
-  client failing on purpose cannot lock a moderator out of their usual browser (OWASP's
-  "device cookies").
+  ``MAX_BACKOFF_S``); a window without attempts forgets the counter. The per-user counter
+  applies only to clients the console does not know: a browser where the user logged in before
+  carries a signed device cookie (``gw_console_device``, bound to the user name) and is counted
+  on its own, so an anonymous client failing on purpose cannot lock a moderator out of their
+  usual browser (OWASP's "device cookies"). Refused attempts are not checked and not counted.
 - **Bounded memory.** Without Redis, counters live in an LRU dictionary of at most
   ``MAX_KEYS`` entries (the oldest go first); in Redis every key has a time to live.
 """
