@@ -3,7 +3,7 @@
 Issue 13, item 6. Three rules, one mechanism (a counter per key with a time to live):
 
 - **Count first.** Each attempt increments its counters before the (slow, threaded) password
-  check, atomically (one event-loop step in memory, ``INCR`` in Redis), so 40 parallel guesses
+  check, atomically (one event-loop step in memory, one Lua script in Redis), so 40 parallel guesses
   for one user get at most ``USER_LIMIT`` checks, not 40.
 - **Per IP and per user, with back-off, not a lock.** Once a counter reaches its limit, one
   attempt is let through per back-off period (30 s, doubling with each attempt, at most
@@ -76,18 +76,24 @@ class LoginThrottle:
         return wait
 
     async def _hit_redis(self, name: str, limit: int) -> int:
-        blocked = f"{name}:blocked"
-        left = int(await self.redis.ttl(blocked))
-        if left > 0:
-            return left
-        count = int(await self.redis.incr(name))
-        await self.redis.expire(name, WINDOW_S + MAX_BACKOFF_S)
-        if count < limit:
-            return 0
-        # SET NX: of parallel attempts, exactly one goes ahead each time the back-off runs out.
-        if await self.redis.set(blocked, 1, ex=backoff(count - limit), nx=True):
-            return 0
-        return max(int(await self.redis.ttl(blocked)), 1)
+        args = (limit, BACKOFF_BASE_S, WINDOW_S + MAX_BACKOFF_S, MAX_BACKOFF_S)
+        return int(await self.redis.eval(_HIT_SCRIPT, 2, name, f"{name}:blocked", *args))
+
+
+# The in-memory ``_hit`` as one atomic Redis step: parallel attempts cannot slip between the
+# check and the count, and the first block is always the shortest.
+_HIT_SCRIPT = """
+local left = redis.call('TTL', KEYS[2])
+if left > 0 then return left end
+local count = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+local limit = tonumber(ARGV[1])
+if count >= limit then
+  local wait = tonumber(ARGV[2]) * 2 ^ math.min(count - limit, 16)
+  redis.call('SET', KEYS[2], 1, 'EX', math.floor(math.min(wait, tonumber(ARGV[4]))))
+end
+return 0
+"""
 
 
 def backoff(over: int) -> int:

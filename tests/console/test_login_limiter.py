@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 
 import pytest
 
@@ -106,9 +107,10 @@ async def test_redis_backend_lets_exactly_the_limit_through_in_parallel(redis_ur
     client = Redis.from_url(redis_url)
     try:
         throttle = LoginThrottle(client)
-        waits = await asyncio.gather(*(throttle.attempt({"user:mod1": 5, "ip:1.2.3.4": 20}) for _ in range(40)))
-        assert sum(1 for w in waits if w == 0) == 5 and all(0 < w <= 30 for w in waits if w)
-        await throttle.succeeded(["user:mod1"])
-        assert await throttle.attempt({"user:mod1": 5}) == 0
+        user, ip = f"user:{uuid.uuid4().hex}", f"ip:{uuid.uuid4().hex}"
+        waits = await asyncio.gather(*(throttle.attempt({user: 5, ip: 20}) for _ in range(40)))
+        assert sum(1 for w in waits if w == 0) == 5 and all(0 < w <= 30 for w in waits if w), waits
+        await throttle.succeeded([user])
+        assert await throttle.attempt({user: 5}) == 0
     finally:
         await client.aclose()
