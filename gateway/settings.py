@@ -17,6 +17,8 @@ from typing import Literal
 from pydantic import AnyHttpUrl, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.redact import redact
+
 ENV_PREFIX = "GATEWAY_"
 
 
@@ -162,6 +164,7 @@ def describe(settings: Settings) -> dict[str, object]:
     for name, value in settings.model_dump().items():
         if isinstance(value, SecretStr):
             value = "***" if value.get_secret_value() else ""
+        value = redact(name, value)  # passwords in URLs, key lists (gateway/redact.py)
         out[f"{ENV_PREFIX}{name.upper()}"] = str(value) if isinstance(value, Path) else value
     return out
 
