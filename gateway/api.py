@@ -73,7 +73,10 @@ async def _read_report_post(request: web.Request) -> InboundMessage:
     ctype = request.content_type
     try:
         if ctype == "multipart/form-data":
-            fields, photos = await _read_multipart(request)
+            try:
+                fields, photos = await _read_multipart(request)
+            except ValueError as exc:  # aiohttp's multipart reader: no boundary, a broken part (was a 500)
+                raise bad_request({"body": f"malformed multipart body: {str(exc)[:100]}"}) from None
             return _web.message_from_fields(fields, photos, sender=sender, idempotency_key=key)
         if ctype == "application/x-www-form-urlencoded":
             form: dict[str, Any] = dict(await request.post())
