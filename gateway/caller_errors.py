@@ -5,6 +5,8 @@ database cannot store (``gateway.dbguard.UnstorableValue``), a ``BadPayload`` fr
 or PostgreSQL's "data exception" class (SQLSTATE 22: value too long, invalid byte sequence, out of
 range), is the caller's value all the same: a 400 naming the problem, never a 500 (issue 13).
 Answers are JSON under ``/api/``, GeoReport errors under ``/open311/``, plain text elsewhere.
+One failure of ours is answered here too: a database pool exhausted under load is a 503 with
+``Retry-After``, not a 500 with a traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 
 from aiohttp import web
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from channels import open311
 from channels.errors import BadPayload
@@ -38,6 +41,14 @@ async def caller_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return _answer(request, str(exc), {})
     except BadPayload as exc:
         return _answer(request, str(exc), exc.fields)
+    except SQLAlchemyTimeoutError:
+        # Our failure, not the caller's: no database connection came free in time (overload).
+        # A 503 with Retry-After tells providers and clients to come back, and logs no traceback.
+        log.warning("request refused: database busy", extra={"path": request.path})
+        headers = {"Retry-After": "5"}
+        if request.path.startswith("/api/"):
+            return web.json_response({"error": "busy, retry later"}, status=503, headers=headers)
+        return web.Response(status=503, text="busy, retry later", headers=headers)
     except DBAPIError as exc:
         state = _sqlstate(exc)
         if not state.startswith(_DATA_EXCEPTION):
