@@ -35,6 +35,7 @@ from gateway.media import LocalMediaStore
 from gateway.metrics import Metrics
 from gateway.middlewares import json_errors, request_context
 from gateway.migrate import upgrade
+from gateway.page_headers import page_headers
 from gateway.pipeline import Pipeline
 from gateway.settings import Settings
 from gateway.tasks import CeleryRunner, InProcessRunner, TaskContext, TaskRunner
@@ -57,7 +58,7 @@ def create_app(
     migrate: bool | None = None,
 ) -> web.Application:
     multipart_cap = settings.max_photos * settings.max_photo_bytes + (1 << 20)
-    middlewares = [request_context, json_errors, caller_errors, body_caps]  # body caps: gateway/bodies.py
+    middlewares = [request_context, json_errors, caller_errors, body_caps, page_headers]  # see each module
     app = web.Application(middlewares=middlewares, client_max_size=multipart_cap)
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = Metrics()
