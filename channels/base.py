@@ -13,7 +13,6 @@ unknown event is parsed into an ``event`` message or an empty list and acknowled
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -21,6 +20,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from channels.errors import BadPayload, ChannelMisconfigured
+from channels.payload import loads
 from gateway.models import DeliveryReport, InboundMessage, MediaRef, OutboundMessage, SendResult
 
 
@@ -70,10 +70,7 @@ class Account:
 
 def json_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object, or ``BadPayload`` saying why not."""
-    try:
-        data = json.loads(body or b"null")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadPayload(f"body is not valid JSON: {exc}", fields={"body": "invalid JSON"}) from None
+    data = loads(body)  # depth, huge numbers, NUL and lone surrogates are a BadPayload too
     if not isinstance(data, dict):
         raise BadPayload("body must be a JSON object", fields={"body": "expected an object"})
     return data

@@ -184,10 +184,9 @@ class WeChatChannel(BaseChannel):
 
     def _fresh(self, timestamp: str, acct: Account) -> None:
         window = int(acct.get("timestamp_window_s", 300))
-        try:
-            sent = int(timestamp)
-        except ValueError:
-            raise InvalidSignature("timestamp missing or not a number") from None
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+            raise InvalidSignature("timestamp missing or not a number")  # a 400-digit one overflowed a float
+        sent = int(timestamp)
         if window > 0 and abs(self.clock() - sent) > window:
             raise InvalidSignature("stale timestamp")
 

@@ -89,10 +89,9 @@ class WeiboChannel(BaseChannel):
         signature can be replayed with another body. Weibo sends milliseconds."""
         if window <= 0:
             return
-        try:
-            sent = int(ts) / (1000 if len(ts) > 11 else 1)
-        except ValueError:
-            raise InvalidSignature("timestamp is not a number") from None
+        if not (ts.isascii() and ts.isdigit() and len(ts) <= 15):
+            raise InvalidSignature("timestamp is not a number")  # a 400-digit one overflowed a float
+        sent = int(ts) / (1000 if len(ts) > 11 else 1)
         if abs(self.clock() - sent) > window:
             raise InvalidSignature("stale timestamp")
 

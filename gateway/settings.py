@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AnyHttpUrl, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -162,6 +164,7 @@ def describe(settings: Settings) -> dict[str, object]:
     for name, value in settings.model_dump().items():
         if isinstance(value, SecretStr):
             value = "***" if value.get_secret_value() else ""
+        value = redact(name, value)  # passwords in URLs, key lists (``redact`` below)
         out[f"{ENV_PREFIX}{name.upper()}"] = str(value) if isinstance(value, Path) else value
     return out
 
@@ -189,3 +192,44 @@ def _dev_key(path: Path) -> bytes:
     with os.fdopen(fd, "w") as out:
         out.write(secrets.token_hex(32))
     return path.read_text().strip().encode()
+
+
+# ---------------------------------------------------------------- redact
+# Masking of secrets in configuration values shown to people (``gateway serve --check``).
+#
+# ``SecretStr`` settings mask themselves. Others carry secrets inside them: a database or Redis
+# URL's password, API keys in a comma-separated list, a token in a webhook URL's query string.
+# ``redact`` masks those: URL passwords and query values, and every value whose name says it is
+# a key, token, secret or password (issue 13, item 8).
+
+MASK = "***"
+_SECRET_NAME = re.compile(r"(^|_)(keys?|tokens?|secrets?|passwords?|passwd|credentials?)$", re.IGNORECASE)
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with the password of its user part and the values of its query masked."""
+    try:
+        parts = urlsplit(url)
+        if "@" not in parts.netloc and not parts.query and not parts.fragment:
+            return url
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, _, host = netloc.rpartition("@")
+            user = userinfo.split(":", 1)[0]
+            netloc = f"{user}:{MASK}@{host}" if ":" in userinfo else f"{MASK}@{host}"
+        query = "&".join(f"{p.split('=', 1)[0]}={MASK}" if "=" in p else p for p in parts.query.split("&") if p)
+        return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+    except ValueError:
+        return MASK
+
+
+def redact(name: str, value: object) -> object:
+    """The value of setting ``name`` as it may be shown."""
+    if type(value).__name__.endswith("Url"):  # pydantic's URL types
+        value = str(value)
+    if isinstance(value, str) and value and _SECRET_NAME.search(name):
+        return MASK
+    if isinstance(value, str) and _URL.match(value):
+        return mask_url(value)
+    return value

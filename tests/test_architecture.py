@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("gateway", "channels", "nlp", "adapters", "grid")
 # gateway/'s foundation: what every room may use, and which itself imports no room.
 FOUNDATION = {f"gateway.{m}" for m in ("models", "settings", "db", "logs", "metrics", "media", "migrate")}
-CHANNEL_CONTRACT = {"channels", "channels.base", "channels.errors"}
+CHANNEL_CONTRACT = {"channels", "channels.base", "channels.errors", "channels.payload"}
 
 # DESIGN.md, "Import rules": (importer prefix, forbidden prefixes). Most specific importer first.
 FORBIDDEN: list[tuple[str, tuple[str, ...]]] = [

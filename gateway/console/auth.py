@@ -22,8 +22,6 @@ import hmac
 import logging
 import re
 import secrets
-import time
-from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -36,6 +34,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
 
 from gateway import keys
+from gateway.console.throttle import DEVICE_LIMIT, IP_LIMIT, USER_LIMIT, LoginThrottle
 from gateway.db import ApiKey, ConsoleSession, ConsoleUser, Database, utcnow
 from gateway.settings import Settings, signing_key
 
@@ -51,7 +50,8 @@ LOGIN_COOKIE = "gw_console_login"
 COOKIE_PATH = "/console"
 SESSION_IDLE = timedelta(hours=8)
 SESSION_MAX = timedelta(hours=12)
-USER_FAILURES, IP_FAILURES, FAILURE_WINDOW_S = 5, 20, 900
+DEVICE_COOKIE = "gw_console_device"
+DEVICE_MAX_AGE_S = 180 * 86400
 _USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{2,64}$")
 MIN_PASSWORD = 10
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -74,41 +74,11 @@ class AuthError(ValueError):
 # --------------------------------------------------------------------------- state
 
 
-class LoginLimiter:
-    """Failed logins per key in a sliding window; Redis-backed when the app has Redis."""
-
-    def __init__(self, redis: Any = None, clock: Callable[[], float] = time.monotonic) -> None:
-        self.redis = redis
-        self.clock = clock
-        self._hits: dict[str, deque[float]] = defaultdict(deque)
-
-    async def count(self, key: str) -> int:
-        if self.redis is not None:
-            return int(await self.redis.get(f"gateway:login:{key}") or 0)
-        hits = self._hits[key]
-        while hits and hits[0] <= self.clock() - FAILURE_WINDOW_S:
-            hits.popleft()
-        return len(hits)
-
-    async def fail(self, key: str) -> None:
-        if self.redis is not None:
-            name = f"gateway:login:{key}"
-            if await self.redis.incr(name) == 1:
-                await self.redis.expire(name, FAILURE_WINDOW_S)
-            return
-        self._hits[key].append(self.clock())
-
-    async def reset(self, key: str) -> None:
-        if self.redis is not None:
-            await self.redis.delete(f"gateway:login:{key}")
-        self._hits.pop(key, None)
-
-
 @dataclass
 class ConsoleState:
     secret: bytes
     secure_cookies: bool
-    limiter: LoginLimiter
+    limiter: LoginThrottle
     cache: dict[str, Any] = field(default_factory=dict)  # taxonomy, model info (read once)
 
     def sign(self, token: str) -> str:
@@ -129,7 +99,7 @@ PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("console_principal")
 def make_state(settings: Settings, redis: Any = None) -> ConsoleState:
     secret = signing_key(settings, "console-session")
     secure = settings.public_url.lower().startswith("https://")
-    return ConsoleState(secret=secret, secure_cookies=secure, limiter=LoginLimiter(redis))
+    return ConsoleState(secret=secret, secure_cookies=secure, limiter=LoginThrottle(redis))
 
 
 # --------------------------------------------------------------------------- users and keys
@@ -252,20 +222,34 @@ async def authenticate(request: web.Request, username: str, password: str) -> tu
     """The user, or None and the seconds to wait when the rate limit is reached."""
     limiter = _state(request).limiter
     ip = request.remote or "?"
-    user_key, ip_key = f"user:{username.lower()}", f"ip:{ip}"
-    if await limiter.count(user_key) >= USER_FAILURES or await limiter.count(ip_key) >= IP_FAILURES:
+    # Counted before the password check (gateway/console/throttle.py); a known browser has its own count.
+    device = _device_of(request, username.lower())
+    limits = {
+        f"ip:{ip}": IP_LIMIT,
+        **({f"device:{device}": DEVICE_LIMIT} if device else {f"user:{username.lower()}": USER_LIMIT}),
+    }
+    wait = await limiter.attempt(limits)
+    if wait:
         log.warning("console login rate-limited", extra={"username": username[:64], "ip": ip})
-        return None, FAILURE_WINDOW_S
+        return None, wait
     async with request.config_dict[keys.DB].session() as s:
         user = await s.scalar(select(ConsoleUser).where(ConsoleUser.username == username))
     ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, password)
     if not ok or user is None or not user.active:
-        await limiter.fail(user_key)
-        await limiter.fail(ip_key)
         log.info("console login failed", extra={"username": username[:64], "ip": ip})
         return None, 0
-    await limiter.reset(user_key)
+    await limiter.succeeded([k for k in limits if not k.startswith("ip:")])
     return user, 0
+
+
+def _device_of(request: web.Request, username: str) -> str | None:
+    """The id of this browser's device cookie when it was issued to ``username``, else None."""
+    raw = request.cookies.get(DEVICE_COOKIE)
+    token = _state(request).unsign(raw) if raw else None
+    if token is None or not token.startswith("device:"):
+        return None
+    _, name, device = token.split(":", 2) if token.count(":") >= 2 else ("", "", "")
+    return device if name == username and device else None
 
 
 async def start_session(request: web.Request, user: ConsoleUser, resp: web.StreamResponse) -> None:
@@ -286,6 +270,8 @@ async def start_session(request: web.Request, user: ConsoleUser, resp: web.Strea
         if row is not None:
             row.last_login_at = now
     _set_cookie(request, resp, SESSION_COOKIE, _state(request).sign(token), int(SESSION_MAX.total_seconds()))
+    device = _state(request).sign(f"device:{user.username.lower()}:{secrets.token_urlsafe(12)}")
+    _set_cookie(request, resp, DEVICE_COOKIE, device, DEVICE_MAX_AGE_S)  # this browser is known to the limiter
     resp.del_cookie(LOGIN_COOKIE, path=COOKIE_PATH)
     log.info("console login", extra={"username": user.username, "ip": request.remote})
 

@@ -270,7 +270,7 @@ async def api_queue(request: web.Request) -> web.Response:
 
 @api_guard("reviews:read")
 async def api_examples(request: web.Request) -> web.Response:
-    body = await examples_csv(request.config_dict[keys.DB])
+    body = await examples_csv(request.config_dict[keys.DB], for_spreadsheets=True)  # opened in spreadsheets
     return web.Response(text=body, content_type="text/csv", charset="utf-8")
 
 

@@ -46,16 +46,25 @@ async def record_example(
     return row
 
 
-async def examples_csv(db: Database) -> str:
-    """All labeled examples as CSV text (``text,label``), oldest first."""
+async def examples_csv(db: Database, *, for_spreadsheets: bool = False) -> str:
+    """All labeled examples as CSV text (``text,label``), oldest first.
+
+    ``for_spreadsheets``: a cell that starts like a formula (``= + - @``, tab, CR) gets a leading
+    ``'`` so that a spreadsheet shows it as text instead of running it (CSV injection, OWASP);
+    the training export keeps the text as it is.
+    """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["text", "label"])
     async with db.session() as s:
         rows = await s.execute(select(LabeledExample.text, LabeledExample.label).order_by(LabeledExample.id))
         for text, label in rows:
-            writer.writerow([text, label])
+            writer.writerow([_as_text(text), label] if for_spreadsheets else [text, label])
     return out.getvalue()
+
+
+def _as_text(cell: str) -> str:
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
 
 
 async def export_examples(db: Database, path: str | Path) -> int:

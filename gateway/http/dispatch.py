@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from adapters import dispatch
-from channels.errors import PayloadTooLarge
+from channels import payload
+from channels.errors import BadPayload, PayloadTooLarge
 from gateway import keys
 from gateway.core.lifecycle import IllegalTransition, Status
 from gateway.core.pipeline import SYSTEM, Pipeline, ReportNotFound
@@ -70,9 +72,9 @@ class Callback:
 
 def parse_callback(body: bytes) -> Callback:
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise BadCallback({"body": "invalid JSON"}) from None
+        data = payload.loads(body)  # deep nesting, huge numbers, NUL and lone surrogates included
+    except BadPayload as exc:
+        raise BadCallback(exc.fields) from None
     if not isinstance(data, dict):
         raise BadCallback({"body": "expected a JSON object"})
     errors: dict[str, str] = {}
@@ -91,13 +93,25 @@ def parse_callback(body: bytes) -> Callback:
     return Callback(data["id"], data["case_number"], data["status"], note.strip() if note else None)
 
 
-async def apply_callback(pipeline: Pipeline, cb: Callback) -> dict[str, Any]:
-    """Apply one callback in one transaction; a callback id already applied changes nothing."""
+class NotDeliveredToSigner(LookupError):
+    """The callback's signer (a dispatch target) was never handed this case (issue 13, item 7)."""
+
+
+async def apply_callback(pipeline: Pipeline, cb: Callback, signers: Collection[str] | None = None) -> dict[str, Any]:
+    """Apply one callback in one transaction; a callback id already applied changes nothing.
+
+    ``signers``: the routing targets whose secret signed the callback; the case must have a
+    delivery to one of them (None: not checked, for callers that are not a target).
+    """
     async with pipeline.unit() as s:
         prior = await s.scalar(select(DispatchCallback).where(DispatchCallback.callback_id == cb.id))
         report = await s.scalar(select(Report).where(Report.case_number == cb.case_number).with_for_update())
         if report is None:
             raise ReportNotFound(cb.case_number)
+        if signers is not None:
+            to_signer = select(Delivery.id).where(Delivery.report_id == report.id, Delivery.target.in_(list(signers)))
+            if await s.scalar(to_signer.limit(1)) is None:
+                raise NotDeliveredToSigner(cb.case_number)
         if prior is not None:
             return {"case_number": report.case_number, "status": report.status, "duplicate": True, "changed": False}
         target = CALLBACK_STATUSES[cb.status]
@@ -119,6 +133,8 @@ async def apply_callback(pipeline: Pipeline, cb: Callback) -> dict[str, Any]:
 
 def _error(status: type[web.HTTPException], message: str, **extra: Any) -> web.HTTPException:
     body = json.dumps({"error": message, **extra}, ensure_ascii=False)
+    if status is web.HTTPRequestEntityTooLarge:  # it needs max_size (a TypeError, so a 500, without)
+        return web.HTTPRequestEntityTooLarge(MAX_CALLBACK_BYTES, 0, text=body, content_type="application/json")
     return status(text=body, content_type="application/json")
 
 
@@ -132,29 +148,44 @@ async def _read_body(request: web.Request) -> bytes:
 async def callback(request: web.Request) -> web.Response:
     body = await _read_body(request)
     settings = request.app[keys.SETTINGS]
+    table = routing_for(settings)
     try:
-        dispatch.verify(
-            routing_for(settings).secrets(), request.headers, body, window_s=settings.dispatch_callback_window_s
-        )
+        dispatch.verify(table.secrets(), request.headers, body, window_s=settings.dispatch_callback_window_s)
     except dispatch.SignatureError as exc:
         log.warning("dispatch callback refused: bad signature", extra={"reason": str(exc)})
         raise _error(web.HTTPForbidden, "invalid signature") from None
+    signers = _signers(table, request.headers, body, settings.dispatch_callback_window_s)
     try:
         cb = parse_callback(body)
     except BadCallback as exc:
         raise _error(web.HTTPBadRequest, "invalid callback", fields=exc.fields) from None
     pipeline = request.app[keys.PIPELINE]
     try:
-        result = await apply_callback(pipeline, cb)
+        result = await apply_callback(pipeline, cb, signers)
     except IntegrityError:
-        result = await apply_callback(pipeline, cb)  # the same callback id raced us: answered as a duplicate
+        result = await apply_callback(pipeline, cb, signers)  # the same callback id raced us: a duplicate
     except ReportNotFound:
         raise _error(web.HTTPNotFound, f"no report {cb.case_number}") from None
+    except NotDeliveredToSigner:
+        log.warning("dispatch callback refused: case not delivered to the signer", extra={"case": cb.case_number})
+        raise _error(web.HTTPForbidden, f"report {cb.case_number} was not delivered to this dispatch target") from None
     except IllegalTransition as exc:
         log.warning("dispatch callback refused: illegal move", extra={"case": cb.case_number, "status": cb.status})
         raise _error(web.HTTPConflict, str(exc), current=str(exc.current), requested=cb.status) from None
     log.info("dispatch callback", extra={"case": cb.case_number, "status": cb.status, **result})
     return web.json_response(result)
+
+
+def _signers(table: Any, headers: Mapping[str, str], body: bytes, window_s: int) -> frozenset[str]:
+    """The names of the targets whose secret signed ``body`` (targets may share a secret)."""
+    found = set()
+    for name, target in table.targets.items():
+        try:
+            dispatch.verify([target.secret], headers, body, window_s=window_s)
+        except dispatch.SignatureError:
+            continue
+        found.add(name)
+    return frozenset(found)
 
 
 async def stats(request: web.Request) -> web.Response:

@@ -18,11 +18,10 @@ from channels.base import Account, BaseChannel, RawRequest
 from channels.errors import BadPayload, InvalidSignature, PayloadTooLarge
 from gateway import keys
 from gateway.core.intake import IntakeResult
+from gateway.http.admission import check_messages
 from gateway.models import InboundMessage, MediaRef
 
 MAX_IDEMPOTENCY_KEY = 200
-# Column sizes of what identifies a message (gateway/db.py): longer is a bad payload, not a 500.
-_LIMITS = {"sender": 255, "channel_message_id": 255, "account": 64}
 # Caller errors (DESIGN.md, channels.md): refused in the request, nothing stored.
 _STATUS: tuple[tuple[type[Exception], int], ...] = ((InvalidSignature, 403), (PayloadTooLarge, 413), (BadPayload, 400))
 
@@ -85,11 +84,8 @@ async def raw_request(
 
 
 def check_sizes(msgs: Sequence[InboundMessage]) -> None:
-    for m in msgs:
-        for name, limit in _LIMITS.items():
-            value = getattr(m, name) or ""
-            if len(value) > limit:
-                raise BadPayload(f"{name} longer than {limit} characters", fields={name: "too long"})
+    """Every field against its column; NUL and lone surrogates anywhere (``admission``)."""
+    check_messages(msgs)
 
 
 def parse(channel: BaseChannel, raw: RawRequest, acct: Account) -> list[InboundMessage]:

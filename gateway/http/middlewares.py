@@ -67,11 +67,13 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         if not request.path.startswith("/api/") or exc.content_type == "application/json" or exc.status < 400:
             raise
-        raise type(exc)(
+        # A new response, not ``type(exc)(...)``: some exceptions (413, 405) need more arguments.
+        return web.Response(
+            status=exc.status,
             text=_json({"error": exc.reason, "detail": exc.text}),
             content_type="application/json",
             headers={k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")},
-        ) from None
+        )
     except Exception:
         log.exception("unhandled error", extra={"path": request.path})
         if request.path.startswith("/api/"):

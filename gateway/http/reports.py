@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextvars
+import hashlib
 import json
 import logging
 from typing import Any
@@ -22,6 +24,8 @@ from gateway.media import sniff_image_type
 from gateway.models import InboundMessage, MediaRef, MessageKind
 
 log = logging.getLogger(__name__)
+# The photos of the post being read: sha256 -> (bytes, type), stored once the report is valid.
+_pending_photos: contextvars.ContextVar[dict[str, tuple[bytes, str]]] = contextvars.ContextVar("pending_photos")
 
 
 def bad_request(fields: dict[str, str], message: str = "invalid request") -> web.HTTPBadRequest:
@@ -35,7 +39,24 @@ def too_large(limit: int) -> web.HTTPRequestEntityTooLarge:
 
 
 async def read_report_post(request: web.Request) -> InboundMessage:
-    """Parse a JSON, form or multipart complaint through the web channel (photos stored first)."""
+    """Parse a JSON, form or multipart complaint into one message that the database can store."""
+    pending: dict[str, tuple[bytes, str]] = {}
+    token = _pending_photos.set(pending)
+    try:
+        msg = await _read_report_post(request)
+    finally:
+        _pending_photos.reset(token)
+    # edge.parse checked every field against its column. Photos are stored only now that the
+    # report is valid: a refused post leaves nothing on disk (issue 13, item 4). A report that
+    # fails later leaves an orphan for gateway/http/media_gc.py.
+    store = request.app[keys.MEDIA]
+    for data, kind in pending.values():
+        await store.put(data, kind)
+    return msg
+
+
+async def _read_report_post(request: web.Request) -> InboundMessage:
+    """Parse a JSON, form or multipart complaint through the web channel."""
     settings = request.app[keys.SETTINGS]
     channel = request.app[keys.CHANNELS]["web"]
     acct = request.app[ACCOUNTS][("web", "default")]
@@ -48,7 +69,10 @@ async def read_report_post(request: web.Request) -> InboundMessage:
     try:
         if ctype == "multipart/form-data":
             limit = request.client_max_size
-            fields, photos = await _read_multipart(request)
+            try:
+                fields, photos = await _read_multipart(request)
+            except ValueError as exc:  # aiohttp's multipart reader: no boundary, a broken part (was a 500)
+                raise bad_request({"body": f"malformed multipart body: {str(exc)[:100]}"}) from None
             raw = await edge.raw_request(request, limit, body=b"", form=fields, media=photos)
         elif ctype == "application/x-www-form-urlencoded":
             form = {k: str(v) for k, v in (await request.post()).items()}
@@ -69,7 +93,7 @@ async def read_report_post(request: web.Request) -> InboundMessage:
 
 async def _read_multipart(request: web.Request) -> tuple[dict[str, str], list[MediaRef]]:
     settings = request.app[keys.SETTINGS]
-    store = request.app[keys.MEDIA]
+    pending = _pending_photos.get()
     # The parts are capped one by one; the body as a whole gets the app's request cap.
     budget = request.client_max_size
     if request.content_length is not None and request.content_length > budget:
@@ -99,8 +123,9 @@ async def _read_multipart(request: web.Request) -> tuple[dict[str, str], list[Me
             if kind is None:
                 errors["photos"] = "only JPEG, PNG, GIF or WebP images"
                 continue
-            stored = await store.put(data, kind)
-            photos.append(MediaRef(kind=MessageKind.IMAGE, sha256=stored.sha256, size=stored.size, content_type=kind))
+            digest = hashlib.sha256(data).hexdigest()
+            pending[digest] = (data, kind)
+            photos.append(MediaRef(kind=MessageKind.IMAGE, sha256=digest, size=len(data), content_type=kind))
             continue
         value = await _read_part(part, 64 * 1024)
         budget -= len(value or b"")
