@@ -8,7 +8,6 @@ and hands the other parts as the form.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import re
 import uuid
@@ -17,6 +16,7 @@ from datetime import UTC, datetime
 from http.cookies import CookieError, SimpleCookie
 from typing import Any, ClassVar
 
+from channels import payload
 from channels.base import Account, BaseChannel, RawRequest
 from channels.errors import BadPayload
 from gateway.models import InboundMessage, Location, LocationSource, MediaRef, MessageKind
@@ -107,10 +107,7 @@ def _sender(req: RawRequest) -> str:
 
 
 def _json_fields(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body or b"null")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadPayload("invalid request", fields={"body": f"invalid JSON: {exc}"}) from None
+    data = payload.loads(body)  # deep nesting, huge numbers, NUL and lone surrogates: a BadPayload
     if not isinstance(data, dict):
         raise BadPayload("invalid request", fields={"body": "expected a JSON object"})
     return data
@@ -125,11 +122,12 @@ def _multipart_fields(form: Mapping[str, str]) -> dict[str, Any]:
             location[name] = text
         elif name == "location":
             try:
-                location.update(json.loads(text))
-            except (json.JSONDecodeError, TypeError, AttributeError, ValueError):
-                raise BadPayload(
-                    "invalid report", fields={"location": "must be JSON with lat/lng and/or address"}
-                ) from None
+                given = payload.loads(text)
+            except BadPayload:
+                given = None
+            if not isinstance(given, dict):  # a JSON string or list is not a location
+                raise BadPayload("invalid report", fields={"location": "must be JSON with lat/lng and/or address"})
+            location.update(given)
         else:
             fields[name] = text
     if any(v not in ("", None) for v in location.values()):

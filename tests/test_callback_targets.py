@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from gateway.app import create_app
-from gateway.lifecycle import Status
+from gateway.http.app import create_app
+from gateway.core.lifecycle import Status
 
 from gateway import keys
 from tests.dispatch_support import FixedClassifier, Resident, fast_dispatch, report, wait_for, wire_chat
@@ -55,7 +55,7 @@ async def test_another_targets_secret_cannot_move_the_case(two_targets: Any, fak
 
 
 async def test_a_case_never_handed_to_dispatch_cannot_be_rejected_by_it(two_targets: Any, fake: Any) -> None:
-    from gateway.classify import PlaceholderClassifier
+    from gateway.core.classify import PlaceholderClassifier
 
     two_targets.app[keys.PIPELINE].classifier = PlaceholderClassifier()
     result = await two_targets.app[keys.PIPELINE].intake([Resident().says("路灯坏了", complete=True)])

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from aiohttp import FormData
-from gateway.app import create_app
-from gateway.classify import PlaceholderClassifier
+from gateway.http.app import create_app
+from gateway.core.classify import PlaceholderClassifier
 
 from adapters import dispatch
 

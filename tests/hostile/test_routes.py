@@ -16,8 +16,8 @@ from urllib.parse import urlencode
 
 import pytest
 from aiohttp import FormData
-from gateway.app import create_app
-from gateway.classify import PlaceholderClassifier
+from gateway.http.app import create_app
+from gateway.core.classify import PlaceholderClassifier
 from hypothesis import strategies as st
 from markupsafe import escape
 from twilio.request_validator import RequestValidator
