@@ -106,6 +106,11 @@ def load_grid(path: Path) -> Grid:
     return _load(str(path), path.stat().st_mtime_ns)
 
 
+def warm(grid: Grid) -> None:
+    """Build what the first address lookup would: the gazetteer and its jieba tokenizer."""
+    grid.index.gazetteer.tokens("龙华区")
+
+
 def channel_datums(overrides: str) -> dict[str, Datum]:
     """``grid.CHANNEL_DATUMS`` with ``GATEWAY_GRID_DATUMS`` ("weibo=wgs84,wechat=gcj02") on top."""
     return {**CHANNEL_DATUMS, **parse_channel_datums(overrides)}
@@ -128,8 +133,8 @@ class Placer:
         return self.datums.get(channel, Datum.WGS84)
 
     async def warm_up(self) -> None:
-        """Load the grid and build its gazetteer (jieba's dictionary) off the event loop."""
-        await asyncio.to_thread(lambda: self.grid.index.gazetteer)
+        """Load the grid and its gazetteer (jieba's dictionary: seconds) off the event loop."""
+        await asyncio.to_thread(warm, self.grid)
 
     async def place(self, s: AsyncSession, report: Report) -> Placement:
         """Where ``report`` lands (reads its contact in ``s``; the lookup runs in a thread)."""
