@@ -116,7 +116,8 @@ async def test_figures_per_grid_unit_at_a_level(make_settings, aiohttp_client, m
     settings = make_settings(dispatch_url="http://127.0.0.1:9/hook", dispatch_secret="d")
     now = [utcnow() - timedelta(days=1)]
     async with Process(settings, runner=DroppingRunner(), clock=lambda: now[0]) as gw:
-        cases = [await gw.ready_report(), await gw.ready_report(), await gw.ready_report()]
+        texts = ("小区门口路灯坏了", "楼下井盖缺失很危险", "公园垃圾桶满了")  # unlike each other: no duplicates
+        cases = [await gw.ready_report(text, resident=Resident()) for text in texts]
         for case, path in zip(cases, (SHANGFEN_PATH, GUANLAN_PATH), strict=False):
             async with gw.db.session() as s, s.begin():
                 await s.execute(update(Report).where(Report.case_number == case).values(grid_path=path))
