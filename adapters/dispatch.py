@@ -134,6 +134,7 @@ def build_payload(
         "deadline": deadline,
         "department": department,
         "location": report.get("location"),
+        "grid": report.get("grid"),  # the grid path (网格) and how it was found, or null
         "media": [m["url"] for m in report.get("media", []) if m.get("url")],
     }
 

@@ -90,6 +90,9 @@ def request_json(report: Any, service: Service | None, hint: str | None, public_
         "lat": report.location_lat,
         "long": report.location_lng,
         "media_url": media_url,
+        # Extra fields (GeoReport v2 clients ignore them): the grid unit and its path of names.
+        "grid_code": report.grid_code,
+        "grid_path": " / ".join(step["name"] for step in report.grid_path) if report.grid_path else None,
     }
 
 

@@ -17,21 +17,34 @@ A YAML file (``GATEWAY_ROUTING_TABLE``) names targets and rules::
         districts: ["龙华区"]               # optional: matched against the report's address
         streets: ["民治街道"]               # optional, idem
         target: sanitation
+      - categories: ["06"]
+        grid: ["民治街道"]                  # optional: grid units (codes or names) and all inside them
+        target: minzhi_cgj                 # "06 in 民治街道 → 民治街道城管"
+      - categories: ["06"]
+        grid_level: 街道                    # optional: any report placed at least to a street …
+        target: "cgj-{code}"               # … to the target named after that street ({code}, {name})
 
-The most specific matching rule wins: a street match beats a district match beats none, then the
-longest category prefix; ties go to the rule written first. Cases no rule matches go to the
+The most specific matching rule wins: a grid match (the deeper the unit the rule names, the
+better; ``grid.routing.GridScope``) beats a street match beats a district match beats none, then
+the longest category prefix; ties go to the rule written first. A rule with a grid part matches
+only reports placed in the grid, and a templated target that names no configured target does
+not match. Cases no rule matches go to the
 default target, ``GATEWAY_DISPATCH_URL`` / ``GATEWAY_DISPATCH_SECRET`` (named ``default``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from grid.match import PathStep
+from grid.routing import GridScope, ScopeError
+from grid.units import Level
 
 DEFAULT_TARGET = "default"
 
@@ -54,9 +67,18 @@ class Rule:
     categories: tuple[str, ...] = ()
     districts: tuple[str, ...] = ()
     streets: tuple[str, ...] = ()
+    grid: GridScope | None = None
 
-    def score(self, category: str | None, address: str) -> tuple[int, int, int] | None:
+    def score(
+        self, category: str | None, address: str, path: Sequence[PathStep] = ()
+    ) -> tuple[int, int, int, int] | None:
         """How specifically this rule matches (higher is more specific), or None if it does not."""
+        area = 0
+        if self.grid is not None:
+            found = self.grid.score(path)
+            if found is None:
+                return None
+            area = found
         prefix = 0
         if self.categories:
             hits = [len(p) for p in self.categories if category and category.startswith(p)]
@@ -67,7 +89,13 @@ class Rule:
         street = _place_match(self.streets, address)
         if district is None or street is None:
             return None
-        return (street, district, prefix)
+        return (area, street, district, prefix)
+
+    def target_name(self, path: Sequence[PathStep]) -> str:
+        """The rule's target, its ``{code}``/``{name}`` filled from the path when templated."""
+        if self.grid is None or "{" not in self.target:
+            return self.target
+        return self.grid.target_name(self.target, path)
 
 
 def _place_match(places: tuple[str, ...], address: str) -> int | None:
@@ -85,15 +113,19 @@ class RoutingTable:
     def default(self) -> Target | None:
         return self.targets.get(DEFAULT_TARGET)
 
-    def route(self, category: str | None, address: str | None = None) -> Target | None:
-        """The target for a case; None when nothing is configured for it."""
-        best: tuple[tuple[int, int, int], int, Rule] | None = None
+    def route(
+        self, category: str | None, address: str | None = None, grid_path: Sequence[Mapping[str, str]] | None = None
+    ) -> Target | None:
+        """The target for a case (``grid_path``: the report's, as stored); None when nothing is configured."""
+        path = grid_steps(grid_path)
+        best: tuple[tuple[int, int, int, int], int, Target] | None = None
         for order, rule in enumerate(self.rules):
-            score = rule.score(category, address or "")
-            if score is not None and (best is None or (score, -order) > (best[0], -best[1])):
-                best = (score, order, rule)
+            score = rule.score(category, address or "", path)
+            target = self.targets.get(rule.target_name(path)) if score is not None else None
+            if score is not None and target is not None and (best is None or (score, -order) > (best[0], -best[1])):
+                best = (score, order, target)
         if best is not None:
-            return self.targets[best[2].target]
+            return best[2]
         return self.default
 
     def target(self, name: str) -> Target | None:
@@ -102,6 +134,17 @@ class RoutingTable:
     def secrets(self) -> list[str]:
         """Every distinct secret (callbacks may come from any target)."""
         return list(dict.fromkeys(t.secret for t in self.targets.values() if t.secret))
+
+
+def grid_steps(grid_path: Sequence[Mapping[str, str]] | None) -> tuple[PathStep, ...]:
+    """A stored grid path (``[{level, code, name}]``) as ``PathStep``s; unreadable steps are skipped."""
+    steps = []
+    for step in grid_path or ():
+        try:
+            steps.append(PathStep(Level.parse(step["level"]), str(step["code"]), str(step["name"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return tuple(steps)
 
 
 def load_routing(
@@ -156,7 +199,14 @@ def _target(name: str, raw: Any, env: Mapping[str, str], where: str) -> Target:
 def _rule(raw: Any, targets: Mapping[str, Target], where: str) -> Rule:
     if not isinstance(raw, dict) or not isinstance(raw.get("target"), str):
         raise RoutingError(f"{where}: needs a `target`")
-    if raw["target"] not in targets:
+    try:
+        scope = GridScope.parse(raw, where)
+    except ScopeError as exc:
+        raise RoutingError(str(exc)) from None
+    templated = "{" in raw["target"]
+    if templated and (scope is None or scope.level is None):
+        raise RoutingError(f"{where}: a templated target needs `grid_level` (whose unit fills it)")
+    if not templated and raw["target"] not in targets:
         raise RoutingError(f"{where}: unknown target {raw['target']!r}")
 
     def strings(key: str) -> tuple[str, ...]:
@@ -167,7 +217,7 @@ def _rule(raw: Any, targets: Mapping[str, Target], where: str) -> Rule:
             raise RoutingError(f"{where}: `{key}` must be a list")
         return tuple(str(v) for v in value if str(v).strip())
 
-    rule = Rule(raw["target"], strings("categories"), strings("districts"), strings("streets"))
-    if not (rule.categories or rule.districts or rule.streets):
-        raise RoutingError(f"{where}: give at least one of `categories`, `districts`, `streets`")
+    rule = Rule(raw["target"], strings("categories"), strings("districts"), strings("streets"), scope)
+    if not (rule.categories or rule.districts or rule.streets or rule.grid):
+        raise RoutingError(f"{where}: give at least one of `categories`, `districts`, `streets`, `grid`, `grid_level`")
     return rule

@@ -16,13 +16,14 @@ from gateway.core.retrain import extend_train_command
 from gateway.core.schema import json_schemas
 from gateway.db import Database
 from gateway.dispatch.outbox import ReplayRefused, settle
-from gateway.dispatch.stats import compute_stats
+from gateway.dispatch.stats import GRID_LEVELS, compute_stats
 from gateway.http.app import create_app
 from gateway.logs import setup_logging
 from gateway.migrate import upgrade
 from gateway.runtime import operator
 from gateway.settings import SettingsError, describe, load_settings
 from gateway.worker import make_celery, queues
+from grid.cli import register as register_grid
 from nlp.commands import register as register_nlp
 
 log = logging.getLogger("gateway")
@@ -92,8 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--all-dead", action="store_true", help="every dead-lettered and rejected delivery")
     replay.set_defaults(func=_replay)
 
-    stats = sub.add_parser("stats", help="handling figures per category and department (统一评价), as JSON")
+    stats = sub.add_parser("stats", help="handling figures per category, department and grid unit (统一评价), as JSON")
+    stats.add_argument("--grid-level", default="街道", choices=GRID_LEVELS, help="level of the per-unit figures")
     stats.set_defaults(func=_stats)
+
+    register_grid(sub)  # gateway grid import|locate|words (docs/grid.md)
 
     register_console(sub)  # gateway user add, gateway apikey add
 
@@ -204,7 +208,7 @@ def _stats(args: argparse.Namespace) -> int:
     async def run() -> dict[str, object]:
         db = Database(load_settings().db_url)
         try:
-            return await compute_stats(db)
+            return await compute_stats(db, grid_level=args.grid_level)
         finally:
             await db.close()
 

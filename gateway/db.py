@@ -90,6 +90,13 @@ class Report(Base):
     location_lng: Mapped[float | None] = mapped_column(Float)
     location_address: Mapped[str | None] = mapped_column(String(500))
     location_source: Mapped[str | None] = mapped_column(String(16))
+    # Where the report lands in the grid (gateway/core/placing.py), filled at triage.
+    grid_code: Mapped[str | None] = mapped_column(String(32), index=True)
+    grid_level: Mapped[str | None] = mapped_column(String(8))
+    grid_path: Mapped[list[dict[str, str]] | None] = mapped_column(JSONType)  # [{level, code, name}] from the root
+    grid_method: Mapped[str | None] = mapped_column(String(24))  # point_in_polygon … contact_location, outside, none
+    grid_confidence: Mapped[float | None] = mapped_column(Float)
+    grid_version: Mapped[str | None] = mapped_column(String(16))  # hash of the grid file it was placed on
     category_code: Mapped[str | None] = mapped_column(String(16))
     category_name: Mapped[str | None] = mapped_column(String(100))
     category_parent: Mapped[str | None] = mapped_column(String(16))

@@ -20,6 +20,7 @@ import channels
 from channels.base import Account, BaseChannel
 from gateway.core.classify import NlpClassifier, PlaceholderClassifier, ReportClassifier
 from gateway.core.pipeline import Pipeline
+from gateway.core.placing import Placer
 from gateway.core.units import TaskRunner, Units
 from gateway.db import Database
 from gateway.dispatch.outbox import DeliveryWriter, Outbox
@@ -97,6 +98,7 @@ def build_pipeline(
     chans: Mapping[str, BaseChannel],
     *,
     metrics: Metrics | None = None,
+    placer: Placer | None = None,
 ) -> tuple[Pipeline, Outbox, Ratings]:
     """The pipeline with its listeners: the outbox's writer (every move to ready writes a
     delivery; due deliveries are swept) and the ratings filter (a digit reply is a rating)."""
@@ -113,6 +115,7 @@ def build_pipeline(
         transition_listeners=[writer],
         sweepers=[writer],
         outbound_channels=frozenset(n for n, c in chans.items() if c.can_send),
+        placer=placer,
     )
     return pipeline, Outbox(pipeline), ratings
 
@@ -140,7 +143,8 @@ def build_runtime(
     chans = chans if chans is not None else make_channels()
     accounts = accounts if accounts is not None else load_accounts(chans, settings)
     media = media if media is not None else LocalMediaStore(settings.media_path)
-    pipeline, outbox, ratings = build_pipeline(settings, db, runner, classifier, chans, metrics=metrics)
+    placer = Placer(settings)  # the grid itself is loaded once per process (gateway/core/placing.py)
+    pipeline, outbox, ratings = build_pipeline(settings, db, runner, classifier, chans, metrics=metrics, placer=placer)
     services = Services(settings=settings, media=media, http=http, channels=chans, accounts=accounts)
     context = TaskContext(pipeline=pipeline, services=services)
     if isinstance(runner, InProcessRunner):

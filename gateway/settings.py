@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 from pydantic import AnyHttpUrl, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from grid.datum import parse_channel_datums
+
 ENV_PREFIX = "GATEWAY_"
 
 
@@ -56,6 +58,13 @@ class Settings(BaseSettings):
     media_dir: Path | None = None  # default: <var_dir>/media
     media_fetch_max_bytes: int = 20 << 20  # cap of one media download from a channel's API
     contact_location_max_age_s: int = 600  # a LOCATION event this recent locates a new report
+
+    # --- grid (网格; gateway/core/placing.py, docs/grid.md) ---
+    grid_file: Path | None = None  # default: <var_dir>/grid/grid.geojson, else the bundled Longhua sample
+    grid_snap_m: float = 200.0  # a point this close outside every unit goes to the nearest unit
+    grid_address_min_confidence: float = 0.5  # an address match below this does not place a report
+    grid_datums: str = ""  # per-channel datum overrides, e.g. "weibo=wgs84,wechat=gcj02"
+    map_tile_url: str = ""  # base map tiles for the console map ({z}/{x}/{y}); empty: the grid alone
 
     # --- classification ---
     model_dir: Path | None = None  # default: the bundled model, trained from the seed corpus
@@ -109,6 +118,12 @@ class Settings(BaseSettings):
     def _prefix_is_capitals(cls, value: str) -> str:
         if not (1 <= len(value) <= 8 and value.isascii() and value.isalpha() and value.isupper()):
             raise ValueError("must be 1-8 capital letters A-Z")
+        return value
+
+    @field_validator("grid_datums")
+    @classmethod
+    def _datum_pairs(cls, value: str) -> str:
+        parse_channel_datums(value)  # ValueError names the bad pair
         return value
 
     @field_validator("database_url")

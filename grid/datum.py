@@ -56,6 +56,19 @@ CHANNEL_DATUMS: dict[str, Datum] = {
 }
 
 
+def parse_channel_datums(text: str) -> dict[str, Datum]:
+    """Per-channel overrides written ``"weibo=wgs84, wechat=gcj02"``; ValueError names a bad pair."""
+    found: dict[str, Datum] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        channel, sep, datum = item.partition("=")
+        if not sep or not channel.strip():
+            raise ValueError(f"{item.strip()!r} is not channel=datum (e.g. weibo=wgs84)")
+        found[channel.strip()] = Datum.parse(datum)
+    return found
+
+
 def outside_china(lat: float, lng: float) -> bool:
     """True where the GCJ-02 offset is not applied (the usual rough bounding box of China)."""
     return not (72.004 <= lng <= 137.8347 and 0.8293 <= lat <= 55.8271)

@@ -21,10 +21,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.core.classify import PlaceholderClassifier
+from gateway.core.placing import load_grid, warm
 from gateway.http.app import create_app
 from gateway.migrate import upgrade
 from gateway.settings import Settings
 from gateway.tasks.runners import InProcessRunner
+from grid.index import SAMPLE_PATH
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -185,8 +187,15 @@ def redis_url() -> Iterator[str]:
 # --------------------------------------------------------------------------- app
 
 
+@pytest.fixture(scope="session")
+def grid_loaded() -> None:
+    """The sample grid and its gazetteer (jieba), loaded once per test process: a test's first
+    report must not wait for them (the app warms them up in the background, as in production)."""
+    warm(load_grid(SAMPLE_PATH))
+
+
 @pytest.fixture
-def make_settings(tmp_path: Path, sqlite_url: str) -> Callable[..., Settings]:
+def make_settings(tmp_path: Path, sqlite_url: str, grid_loaded: None) -> Callable[..., Settings]:
     """Settings for a test: SQLite copy, var/ under tmp_path, placeholder classifier, no .env."""
 
     def make(**overrides: Any) -> Settings:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from gateway.http.app import create_app
-from gateway.core.lifecycle import Status
 
 from gateway import keys
+from gateway.core.lifecycle import Status
+from gateway.http.app import create_app
 from tests.dispatch_support import FixedClassifier, Resident, fast_dispatch, report, wait_for, wire_chat
 
 MUNICIPAL = "municipal-secret-2026"

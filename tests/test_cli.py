@@ -63,3 +63,13 @@ def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "gateway.cli", "--help"], capture_output=True, text=True, check=True)
     assert "gateway" in out.stdout
     assert build_parser().prog == "gateway"
+
+
+def test_grid_commands_are_mounted(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("GATEWAY_VAR_DIR", str(tmp_path / "var"))  # no import there: the bundled sample
+    assert main(["grid", "locate", "--address", "民治街道上芬社区门口"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["code"] == "440309004008" and found["method"] == "address"
+    assert main(["grid", "locate", "23.1291", "113.2644"]) == 1  # Guangzhou: outside every unit
+    assert json.loads(capsys.readouterr().out)["found"] is False
+    assert main(["grid", "words"]) == 0 and "上芬社区" in capsys.readouterr().out

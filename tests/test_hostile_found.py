@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 from aiohttp import FormData
-from gateway.http.app import create_app
-from gateway.core.classify import PlaceholderClassifier
 
 from adapters import dispatch
+from gateway.core.classify import PlaceholderClassifier
+from gateway.http.app import create_app
 
 SECRET = "dispatch-secret-for-tests"
 TOKEN = "citytoken2026"

@@ -289,9 +289,16 @@ def test_request_json_has_the_spec_fields_in_order() -> None:
         category_name = category_code = location_address = location_lat = location_lng = None
         created_at = updated_at = parse_date("2026-11-27T08:00:00Z")
         media: list[Any] = []
+        grid_code = "440309004008"
+        grid_path = [
+            {"level": "区", "code": "440309", "name": "龙华区"},
+            {"level": "社区", "code": "4", "name": "上芬社区"},
+        ]
 
     item = request_json(R(), None, "0102", "http://gw")
     assert list(item)[:3] == ["service_request_id", "status", "status_notes"]
+    assert list(item)[-2:] == ["grid_code", "grid_path"]  # extra fields after the spec's
+    assert (item["grid_code"], item["grid_path"]) == ("440309004008", "龙华区 / 上芬社区")
     assert (item["status"], item["status_notes"], item["service_code"]) == (
         "closed",
         "Duplicate of ZW20261126000009",

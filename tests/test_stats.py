@@ -96,3 +96,50 @@ async def test_stats_endpoint_and_cli_agree(make_settings, aiohttp_client, monke
     assert await asyncio.to_thread(cli.main, ["stats"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["by_category"] == api["by_category"] and printed["by_department"] == api["by_department"]
+
+
+SHANGFEN_PATH = [
+    {"level": "市", "code": "440300", "name": "深圳市"},
+    {"level": "区", "code": "440309", "name": "龙华区"},
+    {"level": "街道", "code": "440309004", "name": "民治街道"},
+    {"level": "社区", "code": "440309004008", "name": "上芬社区"},
+]
+GUANLAN_PATH = [*SHANGFEN_PATH[:2], {"level": "街道", "code": "440309001", "name": "观澜街道"}]
+
+
+async def test_figures_per_grid_unit_at_a_level(make_settings, aiohttp_client, monkeypatch, tmp_path, capsys):
+    from sqlalchemy import update
+
+    from gateway.db import Report
+    from gateway.http.app import create_app
+
+    settings = make_settings(dispatch_url="http://127.0.0.1:9/hook", dispatch_secret="d")
+    now = [utcnow() - timedelta(days=1)]
+    async with Process(settings, runner=DroppingRunner(), clock=lambda: now[0]) as gw:
+        texts = ("小区门口路灯坏了", "楼下井盖缺失很危险", "公园垃圾桶满了")  # unlike each other: no duplicates
+        cases = [await gw.ready_report(text, resident=Resident()) for text in texts]
+        for case, path in zip(cases, (SHANGFEN_PATH, GUANLAN_PATH), strict=False):
+            async with gw.db.session() as s, s.begin():
+                await s.execute(update(Report).where(Report.case_number == case).values(grid_path=path))
+        streets = await compute_stats(gw.db)
+        communities = await compute_stats(gw.db, grid_level="社区")
+    assert streets["grid_level"] == "街道"
+    assert [(u["code"], u["name"], u["count"]) for u in streets["by_grid"]] == [
+        ("440309001", "观澜街道", 1),
+        ("440309004", "民治街道", 1),
+        (None, None, 1),  # not placed that deep
+    ]
+    assert [(u["name"], u["count"]) for u in communities["by_grid"]] == [("上芬社区", 1), (None, 2)]
+    assert {"on_time_rate", "mean_rating", "ratings"} <= set(streets["by_grid"][0])
+
+    client = await aiohttp_client(create_app(settings, classifier=FixedClassifier(), runner=DroppingRunner()))
+    api = await (await client.get("/api/v1/stats", params={"grid_level": "社区"})).json()
+    assert api["by_grid"] == communities["by_grid"]
+    assert (await client.get("/api/v1/stats", params={"grid_level": "省"})).status == 400
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GATEWAY_REDIS_URL", raising=False)
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", settings.db_url)
+    capsys.readouterr()
+    assert await asyncio.to_thread(cli.main, ["stats", "--grid-level", "社区"]) == 0
+    assert json.loads(capsys.readouterr().out)["by_grid"] == communities["by_grid"]

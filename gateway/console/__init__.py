@@ -33,6 +33,7 @@ def routes() -> list[web.AbstractRouteDef]:
         web.post("/console/login", v.login_submit),
         web.post("/console/logout", v.logout),
         web.get("/console/overview", v.overview_page),
+        web.get("/console/map", v.map_page),
         web.get("/console/reports/{case}", v.report_page),
         web.post("/console/reports/{case}/actions/{action}", v.action),
         web.get("/console/reports/{case}/pii/{field}", v.reveal),

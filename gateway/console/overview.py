@@ -42,6 +42,7 @@ class Overview:
     reviewed: int
     departments: list[dict[str, Any]] = field(default_factory=list)
     dispatch_data: bool = False
+    units: list[dict[str, Any]] = field(default_factory=list)  # per street (grid), as `gateway stats`
 
     def charts(self) -> dict[str, Any]:
         return {
@@ -73,7 +74,7 @@ async def build_overview(db: Database, today: date, names: dict[str, str]) -> Ov
             )
         ).all()
         queue_now = int(await s.scalar(select(func.count()).where(Report.status == Status.NEEDS_REVIEW)) or 0)
-    departments, has_dispatch = await _departments(db)
+    departments, units, has_dispatch = await _departments(db)
     by_channel: dict[str, list[int]] = defaultdict(lambda: [0] * DAYS)
     by_category: dict[str, list[int]] = defaultdict(lambda: [0] * DAYS)
     for at, channel, cat in rows:
@@ -94,6 +95,7 @@ async def build_overview(db: Database, today: date, names: dict[str, str]) -> Ov
         reviewed=reviewed,
         departments=departments,
         dispatch_data=has_dispatch,
+        units=units,
     )
 
 
@@ -131,10 +133,10 @@ def _queue_replay(moves: Sequence[Any], days: list[date], start: datetime) -> tu
     return sizes, (statistics.median(waits) if waits else None), len(waits)
 
 
-async def _departments(db: Database) -> tuple[list[dict[str, Any]], bool]:
-    """Per-department figures of everything handed to dispatch (``gateway stats``), when available."""
+async def _departments(db: Database) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+    """Per-department and per-street figures of everything handed to dispatch (``gateway stats``)."""
     data = await compute_stats(db)
-    return list(data.get("by_department") or []), True
+    return list(data.get("by_department") or []), list(data.get("by_grid") or []), True
 
 
 # --------------------------------------------------------------------------- the model

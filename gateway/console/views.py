@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from gateway import keys
 from gateway.console import auth, overview
+from gateway.console import map as grid_map
 from gateway.console.actions import ActionError, ActionInput, perform
 from gateway.console.auth import CONSOLE, api_guard, guard, principal_of, public
 from gateway.console.queue import LOCAL_TZ, QueueFilter, channels_in_queue, load_item, load_queue
@@ -153,8 +154,29 @@ async def report_page(request: web.Request) -> web.Response:
         "picker": picker_entries(tax),
         "reject_reasons": replies.REJECT_REASONS,
         "model": _model(request),
+        "unit_map": await _unit_map(request, item.report),
     }
     return _render(request, "report.html", ctx)
+
+
+async def _unit_map(request: web.Request, report: Report) -> grid_map.UnitMap | None:
+    placer = request.config_dict[keys.PIPELINE].placer
+    return await asyncio.to_thread(grid_map.unit_map, report, placer) if placer is not None else None
+
+
+@guard("moderator")
+async def map_page(request: web.Request) -> web.Response:
+    """The grid with the open cases on it (``gateway/console/map.py``)."""
+    placer = request.config_dict[keys.PIPELINE].placer
+    if placer is None:
+        raise web.HTTPNotFound(text="no grid in this deployment")
+    flt = grid_map.MapFilter.from_query(request.query)
+    tile_url = request.config_dict[keys.SETTINGS].map_tile_url
+    view = await grid_map.build_map(request.config_dict[keys.DB], placer, flt, tile_url)
+    tax = await taxonomy(request)
+    categories = [(c.code, c.name) for c in tax.categories] if tax else []
+    ctx = {"m": view, "categories": categories, "names": dict(categories), "statuses": grid_map.OPEN}
+    return _render(request, "map.html", ctx)
 
 
 @guard("moderator")

@@ -34,6 +34,7 @@ from gateway.models import InboundMessage
 
 if TYPE_CHECKING:
     from gateway.core.classify import ReportClassifier
+    from gateway.core.placing import Placer
     from gateway.metrics import Metrics
     from gateway.settings import Settings
 
@@ -65,13 +66,14 @@ class Pipeline:
         transition_listeners: Sequence[TransitionListener] = (),
         sweepers: Sequence[Sweeper] = (),
         outbound_channels: frozenset[str] = frozenset(),
+        placer: Placer | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.units = Units(db, runner, clock)
         self.intake_stage = Intake(self.units, settings, filters=intake_filters, metrics=metrics)
         self.lifecycle = Lifecycle(self.units, listeners=transition_listeners, metrics=metrics)
-        self.triage = Triage(self.units, self.lifecycle, classifier, metrics=metrics)
+        self.triage = Triage(self.units, self.lifecycle, classifier, metrics=metrics, placer=placer)
         self.sweeping = Sweeping(self.units, settings, sweepers=sweepers)
         self.outbound_channels = outbound_channels
 
@@ -92,6 +94,10 @@ class Pipeline:
     @classifier.setter
     def classifier(self, classifier: ReportClassifier) -> None:
         self.triage.classifier = classifier
+
+    @property
+    def placer(self) -> Placer | None:
+        return self.triage.placer
 
     @property
     def db(self) -> Database:

@@ -34,6 +34,24 @@ class LocationOut(BaseModel):
     source: Literal["gps", "text", "geocoder"] | None = None
 
 
+class GridStepOut(BaseModel):
+    level: Literal["市", "区", "街道", "社区", "网格"]
+    code: str
+    name: str
+
+
+class GridOut(BaseModel):
+    """Where the report lands in the grid (网格) and how that was found (``docs/grid.md``)."""
+
+    code: str | None = Field(default=None, description="the deepest unit found; null when outside or unplaced")
+    name: str | None = None
+    level: Literal["市", "区", "街道", "社区", "网格"] | None = None
+    path: list[GridStepOut] = Field(default=[], description="every level from the root down to `code`")
+    method: Literal["point_in_polygon", "boundary", "nearest", "address", "contact_location", "outside", "none"]
+    confidence: float | None = Field(default=None, ge=0, le=1, description="omitted from public views")
+    version: str | None = Field(default=None, description="hash of the grid file; omitted from public views")
+
+
 class MediaOut(BaseModel):
     kind: Literal["image", "voice", "video"]
     url: str | None = Field(description="where the gateway serves the stored bytes; null until fetched")
@@ -63,6 +81,7 @@ class ReportOut(BaseModel):
     text: str
     contact_phone: str | None = Field(default=None, description="masked in public views")
     location: LocationOut | None = None
+    grid: GridOut | None = None
     media: list[MediaOut] = []
     category: CategoryOut | None = None
     priority: Literal["P1", "P2", "P3", "P4"]
@@ -138,6 +157,7 @@ def report_json(r: ReportRow, *, public_url: str = "", private: bool = False, hi
         "text": r.text if private else _masked(r.text),
         "contact_phone": r.contact_phone if private else mask_phone(r.contact_phone),
         "location": location,
+        "grid": grid_json(r, private=private),
         "media": media,
         "category": category,
         "priority": r.priority,
@@ -159,6 +179,25 @@ def report_json(r: ReportRow, *, public_url: str = "", private: bool = False, hi
             }
             for h in r.history
         ]
+    return out
+
+
+def grid_json(r: ReportRow, *, private: bool) -> dict[str, Any] | None:
+    """The report's grid path; the public view keeps the units' codes and names and the method."""
+    if not r.grid_method:
+        return None
+    path = r.grid_path or []
+    deepest = path[-1] if path else {}
+    out: dict[str, Any] = {
+        "code": r.grid_code,
+        "name": deepest.get("name"),
+        "level": r.grid_level,
+        "path": path,
+        "method": r.grid_method,
+    }
+    if private:
+        out["confidence"] = r.grid_confidence
+        out["version"] = r.grid_version
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from gateway.core import placing
 from gateway.core.duplicates import near_duplicates
 from gateway.core.lifecycle import Status
 from gateway.core.transitions import Lifecycle
@@ -17,6 +18,7 @@ from gateway.db import History, Report
 
 if TYPE_CHECKING:
     from gateway.core.classify import ReportClassifier
+    from gateway.core.placing import Placer
     from gateway.metrics import Metrics
 
 # A new report this similar to an open one goes to moderators as a possible duplicate (nlp.dedupe
@@ -26,12 +28,19 @@ DUPLICATE_ROUTE_SCORE = 0.8
 
 class Triage:
     def __init__(
-        self, units: Units, lifecycle: Lifecycle, classifier: ReportClassifier, *, metrics: Metrics | None = None
+        self,
+        units: Units,
+        lifecycle: Lifecycle,
+        classifier: ReportClassifier,
+        *,
+        metrics: Metrics | None = None,
+        placer: Placer | None = None,
     ) -> None:
         self.units = units
         self.lifecycle = lifecycle
         self.classifier = classifier
         self.metrics = metrics
+        self.placer = placer  # places reports in the grid; None: no grid (a pipeline built by hand)
 
     async def close_session(self, report_id: int, *, force: bool = False) -> bool:
         """Close a draft whose window has passed (or any draft when ``force``); True if closed."""
@@ -65,6 +74,7 @@ class Triage:
             if report is None or report.session_open or report.status != Status.RECEIVED:
                 return None
             text = "\n".join(p for p in (report.title, report.text) if p)
+            placement = await self.placer.place(s, report) if self.placer else None
         started = time.perf_counter()
         result = await self.classifier.classify(text)
         # Only a report that would go straight to dispatch needs the (costlier) twin check.
@@ -86,11 +96,14 @@ class Triage:
             report.category_explanation = result.explanation
             report.priority = result.priority
             report.urgent = result.urgent
+            if placement is not None:
+                placing.apply(report, placement)
             data = {
                 "code": result.code,
                 "confidence": result.confidence,
                 "model": result.model_version,
                 "candidates": result.candidates,
+                **({"grid": placement.as_dict()} if placement else {}),
             }
             await self.lifecycle.transition(
                 s, report, Status.CLASSIFIED, SYSTEM, note=result.explanation or None, data=data
@@ -98,9 +111,12 @@ class Triage:
             # Urgent (P1) cases skip the moderation queue: a person must act now, not triage. A likely
             # twin of an open case goes to moderators to merge rather than being dispatched twice.
             confident = (result.urgent or not result.needs_review) and result.code
-            target = Status.READY if confident and (result.urgent or not twins) else Status.NEEDS_REVIEW
+            outside = placement is not None and placement.outside
+            target = Status.READY if confident and (result.urgent or not (twins or outside)) else Status.NEEDS_REVIEW
             if result.urgent:
                 reason = "urgent"
+            elif outside:
+                reason = placing.OUTSIDE_REASON
             elif twins:
                 reason = "possible duplicate of " + ", ".join(case for case, _ in twins[:3])
             else:

@@ -115,7 +115,7 @@ class DeliveryWriter:
         if pending is not None:
             return
         now = self.units.clock()
-        dest = self.routing.route(report.category_code, report.location_address)
+        dest = self.routing.route(report.category_code, report.location_address, report.grid_path)
         row = Delivery(
             delivery_id=str(uuid.uuid4()),
             report_id=report.id,
@@ -181,7 +181,9 @@ class Outbox:
                 d.state, d.last_error = "cancelled", f"report is {report.status if report else 'gone'}"
                 d.updated_at = now
                 return None
-            dest = self.routing.target(d.target) or self.routing.route(report.category_code, report.location_address)
+            dest = self.routing.target(d.target) or self.routing.route(
+                report.category_code, report.location_address, report.grid_path
+            )
             if dest is None:
                 # Not a failure of dispatch: keep the row and look again later (and after a replay).
                 d.next_attempt_at = now + timedelta(seconds=UNCONFIGURED_RECHECK_S)

@@ -140,6 +140,9 @@ async def _background(app: web.Application, runtime: Runtime) -> AsyncIterator[N
     warming = asyncio.create_task(warm, name="classifier-warm-up") if warm is not None else None
     if warming is not None:
         warming.add_done_callback(_log_warm_up)
+    # The grid and its gazetteer, likewise (once per process; later apps find them loaded).
+    placer = pipeline.placer
+    grid_warming = asyncio.create_task(placer.warm_up(), name="grid-warm-up") if placer is not None else None
     yield
     # Let a sweep that is mid-query finish: cancelling it would abandon a query running in
     # aiosqlite's thread. Cancel only if it overruns the shutdown timeout.
@@ -154,6 +157,9 @@ async def _background(app: web.Application, runtime: Runtime) -> AsyncIterator[N
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
     await chosen.drain(settings.shutdown_timeout_s)
+    if grid_warming is not None:  # a thread cannot be cancelled; let it finish rather than leave it pending
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(grid_warming), timeout=settings.shutdown_timeout_s)
 
 
 def _log_warm_up(task: asyncio.Task[None]) -> None:

@@ -36,7 +36,7 @@ from gateway.core.lifecycle import IllegalTransition, Status
 from gateway.core.pipeline import SYSTEM, Pipeline, ReportNotFound
 from gateway.db import Delivery, DispatchCallback, Report
 from gateway.dispatch.outbox import routing_for
-from gateway.dispatch.stats import compute_stats
+from gateway.dispatch.stats import GRID_LEVELS, compute_stats
 from gateway.http import edge
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,10 @@ def _signers(table: Any, headers: Mapping[str, str], body: bytes, window_s: int)
 
 
 async def stats(request: web.Request) -> web.Response:
-    data = await compute_stats(request.app[keys.DB])
+    level = request.query.get("grid_level", "街道")  # 市 区 街道 社区 网格: the level of `by_grid`
+    if level not in GRID_LEVELS:
+        raise _error(web.HTTPBadRequest, f"grid_level must be one of {' '.join(GRID_LEVELS)}")
+    data = await compute_stats(request.app[keys.DB], grid_level=level)
     return web.json_response(data, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 

@@ -14,7 +14,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.http.dispatch import BadCallback, parse_callback
 from hypothesis import given
 from hypothesis import strategies as st
 from multidict import MultiDict
@@ -28,6 +27,7 @@ from channels.web import WebChannel
 from channels.wechat import WeChatChannel, signature, xml_fields
 from channels.weibo import WeiboChannel
 from gateway.http.admission import check_message
+from gateway.http.dispatch import BadCallback, parse_callback
 from gateway.models import InboundMessage
 from tests.hostile.strategies import FAST, json_values, raw_bytes, text
 

@@ -16,14 +16,14 @@ from urllib.parse import urlencode
 
 import pytest
 from aiohttp import FormData
-from gateway.http.app import create_app
-from gateway.core.classify import PlaceholderClassifier
 from hypothesis import strategies as st
 from markupsafe import escape
 from twilio.request_validator import RequestValidator
 
 from adapters import dispatch
 from channels import wechat, weibo
+from gateway.core.classify import PlaceholderClassifier
+from gateway.http.app import create_app
 from tests.hostile.strategies import INJECTIONS, examples, json_values, raw_bytes, text
 
 SECRET, TOKEN, WEIBO, TWILIO, O311 = "dsecret", "wxtoken", "wbsecret", "twtoken", "o311key"
