@@ -18,7 +18,8 @@ from sqlalchemy import select
 from gateway.core.duplicates import MERGE_TARGETS
 from gateway.core.lifecycle import OPEN, Status
 from gateway.core.reviews import record_example
-from gateway.db import History, ModeratorNote, Report
+from gateway.core.units import after_commit
+from gateway.db import History, Media, ModeratorNote, Report
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 PRIORITIES = ("P1", "P2", "P3", "P4")
 TRIAGE = frozenset({"confirm", "category", "merge", "spam", "reject", "dispatch"})
-ACTIONS = TRIAGE | {"priority", "note"}
+ACTIONS = TRIAGE | {"priority", "note", "media"}
 MAX_REASON, MAX_NOTE = 200, 2000
 
 
@@ -215,6 +216,27 @@ async def _dispatch(c: _Ctx) -> str:
     return "已转派遣"
 
 
+async def _media(c: _Ctx) -> str:
+    """Download the report's failed photos, voice notes and videos again (e.g. once the WeChat
+    app secret is configured): back to ``pending`` with a fresh attempt count."""
+    failed = list(await c.s.scalars(select(Media).where(Media.report_id == c.report.id, Media.state == "failed")))
+    if not failed:
+        raise ActionError("没有下载失败的附件")
+    for m in failed:
+        m.state, m.attempts, m.error = "pending", 0, None
+        after_commit(c.s, "fetch_media", m.id)
+    c.s.add(
+        History(
+            report_id=c.report.id,
+            at=c.pipeline.clock(),
+            actor=c.who.actor,
+            action="media_retry",
+            data={"media": [m.id for m in failed]},
+        )
+    )
+    return f"已重新下载 {len(failed)} 个附件"
+
+
 _HANDLERS = {
     "confirm": _confirm,
     "category": _category,
@@ -224,4 +246,5 @@ _HANDLERS = {
     "reject": _reject,
     "note": _note,
     "dispatch": _dispatch,
+    "media": _media,
 }
