@@ -34,8 +34,9 @@ def too_large(limit: int) -> web.HTTPRequestEntityTooLarge:
     return web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=0, text=body, content_type="application/json")
 
 
-async def read_report_post(request: web.Request) -> InboundMessage:
-    """Parse a JSON, form or multipart complaint through the web channel (photos stored first)."""
+async def read_report_post(request: web.Request, keep: dict[str, str] | None = None) -> InboundMessage:
+    """Parse a JSON, form or multipart complaint through the web channel (photos stored first);
+    a multipart post's text fields are copied into ``keep`` (the HTML form shows them again)."""
     settings = request.app[keys.SETTINGS]
     channel = request.app[keys.CHANNELS]["web"]
     acct = request.app[ACCOUNTS][("web", "default")]
@@ -48,7 +49,7 @@ async def read_report_post(request: web.Request) -> InboundMessage:
     try:
         if ctype == "multipart/form-data":
             limit = request.client_max_size
-            fields, photos = await _read_multipart(request)
+            fields, photos = await _read_multipart(request, {} if keep is None else keep)
             raw = await edge.raw_request(request, limit, body=b"", form=fields, media=photos)
         elif ctype == "application/x-www-form-urlencoded":
             form = {k: str(v) for k, v in (await request.post()).items()}
@@ -67,7 +68,7 @@ async def read_report_post(request: web.Request) -> InboundMessage:
         raise bad_request(exc.fields, str(exc)) from None
 
 
-async def _read_multipart(request: web.Request) -> tuple[dict[str, str], list[MediaRef]]:
+async def _read_multipart(request: web.Request, fields: dict[str, str]) -> tuple[dict[str, str], list[MediaRef]]:
     settings = request.app[keys.SETTINGS]
     store = request.app[keys.MEDIA]
     # The parts are capped one by one; the body as a whole gets the app's request cap.
@@ -75,7 +76,6 @@ async def _read_multipart(request: web.Request) -> tuple[dict[str, str], list[Me
     if request.content_length is not None and request.content_length > budget:
         raise PayloadTooLarge(f"body larger than {budget} bytes")
     reader = await request.multipart()
-    fields: dict[str, str] = {}
     photos: list[MediaRef] = []
     errors: dict[str, str] = {}
     async for part in reader:
