@@ -12,8 +12,9 @@ from sqlalchemy import func, select, text
 
 from gateway import keys
 from gateway.core.schema import json_schemas
-from gateway.db import Report
+from gateway.db import Database, Delivery, Media, Notification, Report, utcnow
 from gateway.http.openapi import openapi_document
+from gateway.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,37 @@ async def metrics(request: web.Request) -> web.Response:
     m.reports_by_status.clear()
     for channel, status, count in rows:
         m.reports_by_status.labels(channel=channel, status=status).set(count)
+    await _background_work(request.app[keys.DB], m)
     body = generate_latest(m.registry)
     resp = web.Response(body=body)
     resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
     return resp
+
+
+async def _background_work(db: Database, m: Metrics) -> None:
+    """The outbox (by state, attempts on pending ones, age of the oldest), notifications and media."""
+    async with db.session() as s:
+        outbox = (await s.execute(select(Delivery.state, func.count()).group_by(Delivery.state))).all()
+        attempts, oldest = (
+            await s.execute(
+                select(func.coalesce(func.sum(Delivery.attempts), 0), func.min(Delivery.created_at)).where(
+                    Delivery.state == "pending"
+                )
+            )
+        ).one()
+        notes = (await s.execute(select(Notification.state, func.count()).group_by(Notification.state))).all()
+        media = (await s.execute(select(Media.state, func.count()).group_by(Media.state))).all()
+    for gauge, found, states in (
+        (m.outbox, outbox, ("pending", "delivered", "dead", "rejected")),
+        (m.notifications, notes, ("pending", "sent", "failed")),
+        (m.media, media, ("pending", "stored", "failed")),
+    ):
+        gauge.clear()
+        counts = {state: 0 for state in states} | {str(state): int(n) for state, n in found}
+        for state, n in counts.items():
+            gauge.labels(state=state).set(n)
+    m.outbox_pending_attempts.set(int(attempts or 0))
+    m.outbox_oldest_pending.set((utcnow() - oldest).total_seconds() if oldest else 0)
 
 
 async def report_schema(request: web.Request) -> web.Response:
