@@ -20,14 +20,14 @@ def register(sub: Any) -> None:
     add.add_argument("username")
     add.add_argument("--role", choices=ROLES, default="moderator")
     add.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
-    add.set_defaults(func=_user_add)
+    add.set_defaults(func=_user_add, needs_db=True)
 
     key = sub.add_parser("apikey", help="API keys for machines (dispatch system, Open311 clients)")
     key_sub = key.add_subparsers(title="apikey commands", metavar="ACTION")
     kadd = key_sub.add_parser("add", help="create an API key and print it once")
     kadd.add_argument("name")
     kadd.add_argument("--scopes", required=True, help=f"comma-separated, of: {', '.join(sorted(SCOPES))}")
-    kadd.set_defaults(func=_apikey_add)
+    kadd.set_defaults(func=_apikey_add, needs_db=True)
 
 
 def _read_password(args: argparse.Namespace) -> str:
