@@ -17,7 +17,7 @@ import jinja2
 from aiohttp import web
 
 from gateway import keys
-from gateway.console import views
+from gateway.console import labels, views
 from gateway.console.auth import CONSOLE, make_state, public
 from gateway.console.queue import LOCAL_TZ
 
@@ -63,6 +63,7 @@ def install(app: web.Application) -> None:
         default_helpers=False,
     )
     env.undefined = jinja2.StrictUndefined
+    env.globals.update(labels.GLOBALS)
     app.cleanup_ctx.append(_state)
     app.router.add_routes(routes())
 

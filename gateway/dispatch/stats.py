@@ -1,7 +1,8 @@
 """Handling figures (统一评价) of every case handed to dispatch, per category and per department.
 
-The count of cases handed to dispatch, the median time from hand-off to acceptance, the median
-time from receipt to resolution, the on-time rate against the priority's deadline
+Every figure says what it counts (``COUNTS``, part of the answer). The count of cases handed
+to dispatch (outbox written), of those delivered and still waiting, the median time from
+hand-off to acceptance, the median time from receipt to resolution, the on-time rate against the priority's deadline
 (``gateway.dispatch.outbox.DEADLINES``) and the mean resident rating. Served at
 ``GET /api/v1/stats`` (``gateway/http/dispatch.py``), printed by ``gateway stats`` and drawn by
 the console's overview.
@@ -22,6 +23,18 @@ from gateway.core.lifecycle import Status
 from gateway.db import Database, Delivery, History, Rating, Report, utcnow
 from gateway.dispatch.outbox import deadline_for
 
+# What each figure counts; printed with the figures (``gateway stats``, ``GET /api/v1/stats``).
+COUNTS = {
+    "count": "cases handed to dispatch: a delivery was written to the outbox (delivered or still waiting)",
+    "delivered": "of those, cases the dispatch system has acknowledged (a delivery answered 2xx)",
+    "waiting": "of those, cases not delivered yet (dispatch unconfigured, unreachable, or dead letters)",
+    "median_accept_s": "median seconds from dispatched to accepted, over cases dispatch accepted",
+    "median_resolve_s": "median seconds from receipt to resolved, over resolved cases",
+    "on_time_rate": "resolved within the priority's deadline, over cases resolved or past their deadline",
+    "ratings": "cases the resident rated",
+    "mean_rating": "mean of those ratings (1-5)",
+}
+
 
 @dataclass
 class _Case:
@@ -32,6 +45,7 @@ class _Case:
     created_at: datetime
     times: dict[str, datetime]
     score: int | None = None
+    delivered: bool = False
 
 
 async def compute_stats(db: Database, now: datetime | None = None) -> dict[str, Any]:
@@ -39,9 +53,12 @@ async def compute_stats(db: Database, now: datetime | None = None) -> dict[str, 
     now = now or utcnow()
     async with db.session() as s:
         deliveries = (
-            await s.execute(select(Delivery.report_id, Delivery.department, Delivery.target).order_by(Delivery.id))
+            await s.execute(
+                select(Delivery.report_id, Delivery.department, Delivery.target, Delivery.state).order_by(Delivery.id)
+            )
         ).all()
-        handed = {rid: dept or target for rid, dept, target in deliveries}  # the latest delivery wins
+        handed = {rid: dept or target for rid, dept, target, _ in deliveries}  # the latest delivery wins
+        delivered = {rid for rid, _, _, state in deliveries if state == "delivered"}
         rows = (
             await s.execute(
                 select(Report.id, Report.category_code, Report.category_name, Report.priority, Report.created_at).where(
@@ -62,7 +79,7 @@ async def compute_stats(db: Database, now: datetime | None = None) -> dict[str, 
         if status is not None:
             times[rid][status] = at
     cases = [
-        _Case(code, name, handed[rid], priority, created, times[rid], scores.get(rid))
+        _Case(code, name, handed[rid], priority, created, times[rid], scores.get(rid), rid in delivered)
         for rid, code, name, priority, created in rows
     ]
     by_category: dict[tuple[str | None, str | None], list[_Case]] = defaultdict(list)
@@ -72,6 +89,7 @@ async def compute_stats(db: Database, now: datetime | None = None) -> dict[str, 
         by_department[case.department].append(case)
     return {
         "generated_at": now.isoformat(),
+        "counts": COUNTS,
         "total": _figures(cases, now),
         "by_category": [
             {"code": code, "name": name, **_figures(group, now)}
@@ -108,8 +126,11 @@ def _figures(cases: list[_Case], now: datetime) -> dict[str, Any]:
         elif now > deadline and Status.REJECTED not in c.times:
             judged += 1  # still open past its deadline: late
     rated = [c.score for c in cases if c.score is not None]
+    delivered = sum(c.delivered for c in cases)
     return {
         "count": len(cases),
+        "delivered": delivered,
+        "waiting": len(cases) - delivered,
         "median_accept_s": _median(accept),
         "median_resolve_s": _median(resolve),
         "on_time_rate": round(on_time / judged, 3) if judged else None,
