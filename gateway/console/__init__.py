@@ -38,6 +38,7 @@ def routes() -> list[web.AbstractRouteDef]:
         web.get("/console/reports/{case}/pii/{field}", v.reveal),
         web.get("/console/admin", v.admin_page),
         web.post("/console/admin/apikeys/{key_id:\\d+}/revoke", v.revoke_key),
+        web.post("/console/admin/users/{username}/{change:disable|enable|password|role}", v.change_account),
         web.get("/console/static/{name}", v.static),
         web.get("/api/v1/admin/queue", v.api_queue),
         web.get("/api/v1/admin/labeled-examples.csv", v.api_examples),

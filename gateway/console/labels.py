@@ -47,6 +47,7 @@ ACTORS = {"system": "系统", "dispatch": "派遣系统", "resident": "居民"}
 MEDIA_KINDS = {"image": "照片", "voice": "语音", "video": "视频"}
 MEDIA_STATES = {"pending": "下载中", "stored": "已保存", "failed": "下载失败"}
 LOCATION_SOURCES = {"gps": "定位", "text": "文字", "geocoder": "地址解析", "contact": "最近定位"}
+ACCOUNT_ACTIONS = {"create": "创建", "disable": "停用", "enable": "启用", "password": "重置密码", "role": "改角色"}
 ROLES = {"moderator": "审核员", "admin": "管理员"}
 SET_BY = {"model": "模型", "rule": "规则", "moderator": "人工", "placeholder": "未分类"}
 
@@ -85,6 +86,7 @@ GLOBALS = {
     "media_kinds": MEDIA_KINDS,
     "media_states": MEDIA_STATES,
     "roles": ROLES,
+    "account_actions": ACCOUNT_ACTIONS,
     "location_sources": LOCATION_SOURCES,
     "set_by_names": SET_BY,
     "actor_name": actor,
