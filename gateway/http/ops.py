@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -113,12 +114,40 @@ async def media(request: web.Request) -> web.Response:
     )
 
 
+SWAGGER_UI = Path(__file__).parent / "static" / "swagger-ui"
+_DOCS_TYPES = {".js": "application/javascript", ".css": "text/css"}
+_DOCS_PAGE = """<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>API 文档 · 市民诉求网关</title><link rel="icon" href="data:,">
+<link rel="stylesheet" href="/api/docs/static/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/api/docs/static/swagger-ui-bundle.js"></script><script src="/api/docs/static/docs.js"></script>
+</body></html>"""
+
+
+async def api_docs(request: web.Request) -> web.Response:
+    """The OpenAPI document in Swagger UI, from vendored files (gateway/http/static/swagger-ui)."""
+    return web.Response(text=_DOCS_PAGE, content_type="text/html")
+
+
+async def api_docs_static(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    path = SWAGGER_UI / name
+    if "/" in name or name.startswith(".") or path.suffix not in _DOCS_TYPES or not path.is_file():
+        raise web.HTTPNotFound()
+    body = await asyncio.to_thread(path.read_bytes)
+    headers = {"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"}
+    return web.Response(body=body, content_type=_DOCS_TYPES[path.suffix], charset="utf-8", headers=headers)
+
+
 def routes() -> list[web.AbstractRouteDef]:
     return [
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
         web.get("/metrics", metrics),
         web.get("/api/schema/report.json", report_schema),
+        web.get("/api/docs", api_docs),
+        web.get("/api/docs/static/{name}", api_docs_static),
         web.get("/api/openapi.json", openapi),
         web.get("/media/{sha256:[0-9a-f]{64}}", media),
     ]
