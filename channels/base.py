@@ -176,6 +176,11 @@ class BaseChannel:
         """
         return {"default": Account("default")}
 
+    def shortcomings(self, acct: Account) -> list[str]:
+        """What ``acct`` lacks to fetch media or send news, one sentence each naming the settings;
+        logged when ``gateway serve`` starts and printed by ``gateway serve --check``."""
+        return []
+
     def verify(self, req: RawRequest, acct: Account) -> None:
         raise NotImplementedError(f"channel {self.name!r} must check its provider's signature")
 

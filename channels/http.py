@@ -26,11 +26,17 @@ def get_capped(
     session: requests.Session | None = None,
     timeout: float = HTTP_TIMEOUT_S,
     what: str = "media download",
+    follow_redirects: bool = True,
 ) -> tuple[bytes, str]:
-    """GET ``url``; the body and its content type (without parameters)."""
+    """GET ``url``; the body and its content type (without parameters). Without
+    ``follow_redirects`` a 3xx is refused, so a download stays on the host that was checked."""
     getter = session.get if session is not None else requests.get
     try:
-        with getter(url, auth=auth, params=params, timeout=timeout, stream=True) as resp:
+        with getter(
+            url, auth=auth, params=params, timeout=timeout, stream=True, allow_redirects=follow_redirects
+        ) as resp:
+            if 300 <= resp.status_code < 400:
+                raise SendRejected(f"{what}: HTTP {resp.status_code} redirect not followed")
             if resp.status_code == 429 or resp.status_code >= 500:
                 raise SendRetryable(f"{what}: HTTP {resp.status_code}")
             if resp.status_code >= 400:

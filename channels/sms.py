@@ -77,6 +77,11 @@ class SmsChannel(BaseChannel):
             )
         return found
 
+    def shortcomings(self, acct: Account) -> list[str]:
+        if acct.get("from_number"):
+            return []
+        return [f"sms account {acct.name!r} has no sender number (GATEWAY_TWILIO_FROM): status news cannot be sent"]
+
     def provider(self, acct: Account) -> SmsProvider:
         provider = PROVIDERS.get(acct.get("provider", acct.name))
         if provider is None:

@@ -123,6 +123,14 @@ class WeChatChannel(BaseChannel):
                 found[name] = Account(name, merged, secret_fields=SECRET_FIELDS)
         return found
 
+    def shortcomings(self, acct: Account) -> list[str]:
+        if wechat_api.has_api_credentials(acct):
+            return []
+        return [
+            f"wechat account {acct.name!r} has no app_id/app_secret (GATEWAY_WECHAT_APP_ID, GATEWAY_WECHAT_APP_SECRET):"
+            " photos are fetched from PicUrl only, voice notes and videos are not fetched, status news cannot be sent"
+        ]
+
     # ------------------------------------------------------------------ inbound
 
     def handshake(self, req: RawRequest, acct: Account) -> RawResponse:

@@ -10,6 +10,10 @@ Blocking (wechatpy uses requests): called from worker threads only, never the ev
 - Media arrive as ``MediaId`` handles valid 3 days (``media/get``); a video answers JSON with a
   ``video_url`` to download instead of the bytes.
   https://developers.weixin.qq.com/doc/offiaccount/Asset_Management/Get_temporary_materials.html
+- Without API credentials (only a token configured) a photo is downloaded from the message's
+  ``PicUrl``, only from WeChat's image hosts (``*.qpic.cn``, over https) or the configured API's
+  own origin (a proxy, or the tests' fake), and redirects are not followed; voice and video
+  need ``media/get`` and so the credentials.
 - The access token lives in ``channels.tokens`` (Redis when configured) so every process shares
   one. wechatpy's own token retry recurses without bound, so it is off: a token error
   (40001/40014/42001) refreshes the token and retries once, here.
@@ -29,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from wechatpy import WeChatClient
@@ -52,6 +57,7 @@ OUT_OF_WINDOW = frozenset({45015, 45047})
 DEFAULT_TEMPLATE_FIELDS = {"first": "text", "keyword1": "case_number", "keyword2": "time"}
 _CASE_RE = re.compile(r"[A-Z]{1,8}\d{14,}")
 T = TypeVar("T")
+PICTURE_HOST = ".qpic.cn"  # mmbiz.qpic.cn: where WeChat's PicUrl points
 _SECRET_QUERY = re.compile(r"((?:secret|access_token)=)[^&\s\"]+")
 
 
@@ -173,10 +179,14 @@ class WeChatApi:
     # ------------------------------------------------------------------ media
 
     def fetch_media(self, ref: MediaRef, acct: Account) -> tuple[bytes, str]:
+        cap = int(acct.get("media_max_bytes") or 20 << 20)
+        if not has_api_credentials(acct):
+            if ref.url:
+                return fetch_picture(ref.url, acct, cap=cap)
+            raise ChannelMisconfigured(f"wechat account {acct.name!r} has no app_id/app_secret and the media no PicUrl")
         if not ref.provider_id:
             raise SendRejected("media has no MediaId")
         client = self.client(acct)
-        cap = int(acct.get("media_max_bytes") or 20 << 20)
         res = _call(client, lambda: client.media.download(ref.provider_id))
         if isinstance(res, dict):  # a video: media/get answers with a link to the file
             url = res.get("video_url")
@@ -189,6 +199,22 @@ class WeChatApi:
             raise SendRejected(f"media larger than {cap} bytes")
         ctype = res.headers.get("Content-Type", "").split(";")[0].strip()
         return body, ctype or ref.content_type or "application/octet-stream"
+
+
+def has_api_credentials(acct: Account) -> bool:
+    return bool(acct.get("app_id") and acct.get("app_secret"))
+
+
+def fetch_picture(url: str, acct: Account, *, cap: int) -> tuple[bytes, str]:
+    """A photo by its ``PicUrl``: WeChat's image hosts (https) or the API's own origin only, no redirects."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    api = urlsplit(str(acct.get("api_base") or DEFAULT_API_BASE))
+    if parts.scheme in ("http", "https") and host.endswith(PICTURE_HOST):
+        url = urlunsplit(("https", *parts[1:]))  # PicUrl is handed out as http://; the host serves https
+    elif (parts.scheme, parts.netloc) != (api.scheme, api.netloc) or not parts.netloc:
+        raise SendRejected(f"not a WeChat picture URL: {host[:60]!r}")
+    return get_capped(url, cap=cap, timeout=TIMEOUT_S, what="PicUrl download", follow_redirects=False)
 
 
 def _call(client: _Client, fn: Callable[[], T]) -> T:

@@ -71,6 +71,14 @@ class WeiboChannel(BaseChannel):
         }
         return {"default": Account("default", values, secret_fields=("app_secret", "access_token"))}
 
+    def shortcomings(self, acct: Account) -> list[str]:
+        if acct.get("access_token"):
+            return []
+        return [
+            f"weibo account {acct.name!r} has no access token (GATEWAY_WEIBO_ACCESS_TOKEN):"
+            " pictures are not fetched and status news cannot be sent"
+        ]
+
     # ------------------------------------------------------------------ inbound
 
     def verify(self, req: RawRequest, acct: Account) -> None:

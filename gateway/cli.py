@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from aiohttp import web
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from gateway.console.commands import register as register_console
 from gateway.core.retrain import extend_train_command
@@ -19,8 +20,8 @@ from gateway.dispatch.outbox import ReplayRefused, settle
 from gateway.dispatch.stats import GRID_LEVELS, compute_stats
 from gateway.http.app import create_app
 from gateway.logs import setup_logging
-from gateway.migrate import upgrade
-from gateway.runtime import operator
+from gateway.migrate import missing_database, not_migrated, upgrade
+from gateway.runtime import config_warnings, load_accounts, make_channels, operator
 from gateway.settings import SettingsError, describe, load_settings
 from gateway.worker import make_celery, queues
 from grid.cli import register as register_grid
@@ -41,10 +42,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if getattr(args, "needs_db", False):
+            problem = missing_database(load_settings().db_url)
+            if problem:
+                print(f"gateway: {problem}", file=sys.stderr)
+                return 2
         return int(args.func(args) or 0)
     except SettingsError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
+    except (OperationalError, ProgrammingError) as exc:
+        if not _missing_table(exc):
+            raise
+        print(f"gateway: {not_migrated(load_settings().db_url)}", file=sys.stderr)
+        return 2
+
+
+def _missing_table(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "no such table" in text or ("relation" in text and "does not exist" in text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,16 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
     deliveries = sub.add_parser("deliveries", help="list dispatch deliveries (the outbox), newest first, as JSON lines")
     deliveries.add_argument("--dead", action="store_true", help="only dead-lettered and rejected deliveries")
     deliveries.add_argument("--limit", type=int, default=50)
-    deliveries.set_defaults(func=_deliveries)
+    deliveries.set_defaults(func=_deliveries, needs_db=True)
 
     replay = sub.add_parser("replay", help="put dead-lettered or rejected dispatch deliveries back in the outbox")
     replay.add_argument("delivery", nargs="?", help="delivery row id or X-Gateway-Delivery id")
     replay.add_argument("--all-dead", action="store_true", help="every dead-lettered and rejected delivery")
-    replay.set_defaults(func=_replay)
+    replay.set_defaults(func=_replay, needs_db=True)
 
     stats = sub.add_parser("stats", help="handling figures per category, department and grid unit (统一评价), as JSON")
     stats.add_argument("--grid-level", default="街道", choices=GRID_LEVELS, help="level of the per-unit figures")
-    stats.set_defaults(func=_stats)
+    stats.set_defaults(func=_stats, needs_db=True)
 
     register_grid(sub)  # gateway grid import|locate|words (docs/grid.md)
 
@@ -109,7 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.check:
-        print(json.dumps(describe(settings), ensure_ascii=False, indent=2, default=str))
+        shown = describe(settings)
+        # The effective values where a setting is empty and a default applies.
+        shown["GATEWAY_DATABASE_URL"] = shown.get("GATEWAY_DATABASE_URL") or settings.db_url
+        shown["GATEWAY_MEDIA_DIR"] = shown.get("GATEWAY_MEDIA_DIR") or str(settings.media_path)
+        print(json.dumps(shown, ensure_ascii=False, indent=2, default=str))
+        chans = make_channels()
+        for warning in config_warnings(settings, chans, load_accounts(chans, settings)):
+            print(f"warning: {warning}", file=sys.stderr)
         return 0
     setup_logging(settings.log_level, settings.log_format)
     host, port = args.host or settings.host, args.port or settings.port

@@ -475,6 +475,19 @@ class ChannelCursor(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class AccountAudit(Base):
+    """Audit log of console account changes (created, disabled, enabled, password reset, role)."""
+
+    __tablename__ = "account_audit"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))  # "admin:<username>" or "cli"
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
 # ---------------------------------------------------------------- dbguard
 # Parameters the database cannot take are refused before they reach the driver.
 #

@@ -39,3 +39,26 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        # The background work, refreshed on scrape from the database (gateway/http/ops.py).
+        self.outbox = Gauge(
+            "gateway_outbox_deliveries",
+            "Dispatch deliveries by state (pending, delivered, dead, rejected, cancelled)",
+            ["state"],
+            registry=self.registry,
+        )
+        self.outbox_pending_attempts = Gauge(
+            "gateway_outbox_pending_attempts",
+            "Delivery attempts already made on deliveries still pending",
+            registry=self.registry,
+        )
+        self.outbox_oldest_pending = Gauge(
+            "gateway_outbox_oldest_pending_seconds",
+            "Age of the oldest pending delivery (0 when none)",
+            registry=self.registry,
+        )
+        self.notifications = Gauge(
+            "gateway_notifications", "Notifications to residents by state", ["state"], registry=self.registry
+        )
+        self.media = Gauge(
+            "gateway_media", "Media downloads by state (pending, stored, failed)", ["state"], registry=self.registry
+        )

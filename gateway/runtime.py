@@ -9,6 +9,7 @@ a pipeline.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from aiohttp import ClientSession, ClientTimeout
 import channels
 from channels.base import Account, BaseChannel
 from gateway.core.classify import NlpClassifier, PlaceholderClassifier, ReportClassifier
+from gateway.core.conversation import Conversation
 from gateway.core.pipeline import Pipeline
 from gateway.core.placing import Placer
 from gateway.core.units import TaskRunner, Units
@@ -32,8 +34,18 @@ from gateway.tasks import table as task_table
 from gateway.tasks.runners import CeleryRunner, InProcessRunner, Services, TaskContext, celery_app
 
 HTTP_TIMEOUT_S = 30
+log = logging.getLogger(__name__)
 
-__all__ = ["Runtime", "load_accounts", "make_channels", "make_classifier", "make_runner", "open_runtime", "task_table"]
+__all__ = [
+    "Runtime",
+    "config_warnings",
+    "load_accounts",
+    "make_channels",
+    "make_classifier",
+    "make_runner",
+    "open_runtime",
+    "task_table",
+]
 
 
 @dataclass
@@ -101,7 +113,8 @@ def build_pipeline(
     placer: Placer | None = None,
 ) -> tuple[Pipeline, Outbox, Ratings]:
     """The pipeline with its listeners: the outbox's writer (every move to ready writes a
-    delivery; due deliveries are swept) and the ratings filter (a digit reply is a rating)."""
+    delivery; due deliveries are swept), the ratings filter (a digit reply is a rating) and the
+    conversation filter (a greeting or a progress question is answered, not made a report)."""
     units = Units(db, runner)
     writer = DeliveryWriter(units, settings)
     ratings = Ratings(units, settings)
@@ -111,7 +124,7 @@ def build_pipeline(
         runner,
         classifier,
         metrics=metrics,
-        intake_filters=[ratings],
+        intake_filters=[ratings, Conversation(units, settings)],
         transition_listeners=[writer],
         sweepers=[writer],
         outbound_channels=frozenset(n for n, c in chans.items() if c.can_send),
@@ -165,6 +178,39 @@ def build_runtime(
         owned_db=owned_db,
         owned_http=owned_http,
     )
+
+
+def channel_shortcomings(chans: Mapping[str, BaseChannel], accounts: Mapping[tuple[str, str], Account]) -> list[str]:
+    """What each configured account lacks to fetch media or send news (``BaseChannel.shortcomings``)."""
+    return [w for (name, _), acct in accounts.items() if name in chans for w in chans[name].shortcomings(acct)]
+
+
+def config_warnings(
+    settings: Settings, chans: Mapping[str, BaseChannel], accounts: Mapping[tuple[str, str], Account]
+) -> list[str]:
+    """What an operator should know before residents write in: logged when ``gateway serve``
+    starts and printed by ``gateway serve --check``."""
+    found = []
+    if not settings.dispatch_url and not settings.routing_table:
+        found.append(
+            "no dispatch target (GATEWAY_DISPATCH_URL or GATEWAY_ROUTING_TABLE):"
+            " ready cases wait in the outbox and are sent once one is configured"
+        )
+    if settings.secret_key is None or not settings.secret_key.get_secret_value():
+        found.append(
+            f"GATEWAY_SECRET_KEY is unset: the development key in {settings.var_dir}/secret.key signs"
+            " console sessions and rating links"
+        )
+    return found + channel_shortcomings(chans, accounts)
+
+
+async def on_serve(runtime: Runtime) -> None:
+    """Once when a serving process starts: warn about what is missing (channels configured without
+    what they need, no dispatch target, the development key), and make deliveries parked while no
+    dispatch target was configured due at once (the first sweep, right after, sends them urgent first)."""
+    for warning in config_warnings(runtime.settings, runtime.channels, runtime.accounts):
+        log.warning(warning)
+    await runtime.outbox.release_parked()
 
 
 @asynccontextmanager

@@ -17,7 +17,7 @@ import jinja2
 from aiohttp import web
 
 from gateway import keys
-from gateway.console import views
+from gateway.console import labels, views
 from gateway.console.auth import CONSOLE, make_state, public
 from gateway.console.queue import LOCAL_TZ
 
@@ -39,6 +39,7 @@ def routes() -> list[web.AbstractRouteDef]:
         web.get("/console/reports/{case}/pii/{field}", v.reveal),
         web.get("/console/admin", v.admin_page),
         web.post("/console/admin/apikeys/{key_id:\\d+}/revoke", v.revoke_key),
+        web.post("/console/admin/users/{username}/{change:disable|enable|password|role}", v.change_account),
         web.get("/console/static/{name}", v.static),
         web.get("/api/v1/admin/queue", v.api_queue),
         web.get("/api/v1/admin/labeled-examples.csv", v.api_examples),
@@ -64,6 +65,7 @@ def install(app: web.Application) -> None:
         default_helpers=False,
     )
     env.undefined = jinja2.StrictUndefined
+    env.globals.update(labels.GLOBALS)
     app.cleanup_ctx.append(_state)
     app.router.add_routes(routes())
 

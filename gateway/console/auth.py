@@ -19,6 +19,7 @@ import asyncio
 import functools
 import hashlib
 import hmac
+import html
 import logging
 import re
 import secrets
@@ -343,11 +344,23 @@ async def _csrf_ok(request: web.Request, principal: Principal) -> bool:
     return bool(presented) and hmac.compare_digest(presented or "", principal.csrf) and _same_origin(request)
 
 
-def refusal(request: web.Request, status: int, message: str) -> web.Response:
+_REFUSAL_PAGE = (
+    '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
+    '<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title} · 诉求审核台</title>'
+    '<link rel="icon" href="data:,"><link rel="stylesheet" href="/console/static/console.css"></head>'
+    '<body><main class="refusal">'
+    '<h1>{title}</h1><p>{text}</p><p><a href="/console/">返回审核台</a></p></main></body></html>'
+)
+_REFUSAL_TITLES = {401: "请先登录", 403: "无权访问"}
+
+
+def refusal(request: web.Request, status: int, message: str, zh: str = "") -> web.Response:
+    """JSON (``message``) for machines; a short Chinese page (``zh``) for a moderator's browser."""
     wants_json = "application/json" in request.headers.get("Accept", "")
     if wants_json or request.path.startswith("/api/"):
         return web.json_response({"error": message}, status=status, headers=HEADERS)
-    return web.Response(text=message, status=status, headers=HEADERS)
+    page = _REFUSAL_PAGE.format(title=_REFUSAL_TITLES.get(status, "无法完成"), text=html.escape(zh or message))
+    return web.Response(text=page, status=status, content_type="text/html", headers=HEADERS)
 
 
 def secure(resp: web.StreamResponse) -> web.StreamResponse:
@@ -368,13 +381,18 @@ def guard(role: str) -> Callable[[Handler], Handler]:
             if principal is None:
                 if request.method in SAFE_METHODS and "application/json" not in request.headers.get("Accept", ""):
                     raise web.HTTPSeeOther(f"/console/login?next={quote(request.path_qs, safe='')}", headers=HEADERS)
-                return refusal(request, 401, "login required")
+                return refusal(request, 401, "login required", "登录已过期，请重新登录。")
             if not principal.can(role):
                 log.warning("console role refused", extra={"username": principal.username, "path": request.path})
-                return refusal(request, 403, "forbidden: this needs the admin role")
+                return refusal(
+                    request,
+                    403,
+                    "forbidden: this needs the admin role",
+                    "此页面仅限管理员使用。如需权限，请联系管理员。",
+                )
             if request.method not in SAFE_METHODS and not await _csrf_ok(request, principal):
                 log.warning("console CSRF refused", extra={"username": principal.username, "path": request.path})
-                return refusal(request, 403, "forbidden: missing or wrong CSRF token")
+                return refusal(request, 403, "forbidden: missing or wrong CSRF token", "页面已过期，请刷新页面后重试。")
             request[PRINCIPAL] = principal
             return secure(await handler(request))
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
+from gateway.console.labels import CHANNELS
 from gateway.console.queue import LOCAL_TZ
 from gateway.core.lifecycle import Status
 from gateway.db import Database, History, Report
@@ -81,7 +82,7 @@ async def build_overview(db: Database, today: date, names: dict[str, str]) -> Ov
         i = index.get(_day(at))
         if i is None:
             continue
-        by_channel[channel][i] += 1
+        by_channel[CHANNELS.get(channel, channel)][i] += 1
         label = f"{cat} {names.get(cat, '')}".strip() if cat else "未分类"
         by_category[label][i] += 1
     queue_size, median, reviewed = _queue_replay(moves, days, start)

@@ -8,6 +8,7 @@ import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp_jinja2
 import jinja2
@@ -18,8 +19,9 @@ from gateway import keys
 from gateway.console import auth, overview
 from gateway.console import map as grid_map
 from gateway.console.actions import ActionError, ActionInput, perform
-from gateway.console.auth import CONSOLE, api_guard, guard, principal_of, public
+from gateway.console.auth import CONSOLE, AuthError, api_guard, guard, principal_of, public
 from gateway.console.queue import LOCAL_TZ, QueueFilter, channels_in_queue, load_item, load_queue
+from gateway.console.users import audit_log, change_user
 from gateway.core import replies
 from gateway.core.reviews import examples_csv
 from gateway.db import ApiKey, ConsoleUser, ModeratorNote, PiiView, Report, utcnow
@@ -253,7 +255,47 @@ async def admin_page(request: web.Request) -> web.Response:
                 .limit(200)
             )
         ).all()
-    return _render(request, "admin.html", {"users": users, "api_keys": api_keys, "views": views})
+    ctx = {
+        "users": users,
+        "api_keys": api_keys,
+        "views": views,
+        "audit": await audit_log(request.config_dict[keys.DB]),
+        "message": request.query.get("done", ""),
+        "error": request.query.get("error", ""),
+    }
+    return _render(request, "admin.html", ctx)
+
+
+@guard("admin")
+async def change_account(request: web.Request) -> web.Response:
+    """Disable, enable, reset the password of, or change the role of a console account (audited)."""
+    form = await request.post()
+    value = form.get("role") or form.get("password") or ""
+    who = principal_of(request)
+    try:
+        done = await change_user(
+            request.config_dict[keys.DB],
+            request.match_info["username"],
+            request.match_info["change"],
+            value if isinstance(value, str) else "",
+            actor=f"admin:{who.username}",
+        )
+    except AuthError as exc:
+        log.info("account change refused", extra={"username": who.username, "error": str(exc)})
+        raise web.HTTPSeeOther("/console/admin?" + urlencode({"error": account_error(str(exc))})) from None
+    log.info("account changed", extra={"username": who.username, "change": request.match_info["change"]})
+    raise web.HTTPSeeOther("/console/admin?" + urlencode({"done": done}))
+
+
+def account_error(message: str) -> str:
+    """The refusal in Chinese for the admin page (the English one is logged)."""
+    if "last active admin" in message:
+        return "这是最后一个启用的管理员账号，不能停用或降为审核员"
+    if "password must have" in message:
+        return "密码至少需要 10 个字符"
+    if message.startswith("no user"):
+        return "没有这个账号"
+    return "操作未完成，请检查后重试"
 
 
 @guard("admin")

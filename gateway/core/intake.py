@@ -345,7 +345,7 @@ def _reply_for(report: Report, outcome: _Outcome, complete: bool, fresh: Sequenc
     if outcome.closed:
         return replies.SUBMITTED.format(case=case)
     if not report.text:
-        return replies.ask_description([str(m.kind) for m in fresh])
+        return replies.ask_description([str(m.kind) for m in fresh], case)
     if report.location_lat is None and not report.location_address:
         return replies.ASK_LOCATION.format(case=case)
     return replies.GOT_MORE.format(case=case)

@@ -22,18 +22,19 @@ DUPLICATE = "该消息已收到，案件编号 {case}，无需重复发送。"
 NOTHING_OPEN = "目前没有待提交的反映。请先发送照片或文字描述问题。"
 
 # Chat channels (WeChat first): what the passive reply says after a first message without text.
-ASK_DESCRIPTION_AFTER_MEDIA = "已收到{what}。请用一句话描述问题，并发送位置（点“+”选择“位置”）。"
-ASK_DESCRIPTION_AFTER_LOCATION = "已收到位置。请用一句话描述问题，也可以再发几张照片。"
+ASK_DESCRIPTION_AFTER_MEDIA = "已收到{what}，案件编号 {case}。请用一句话描述问题，并发送位置（点“+”选择“位置”）。"
+ASK_DESCRIPTION_AFTER_LOCATION = "已收到位置，案件编号 {case}。请用一句话描述问题，也可以再发几张照片。"
 UNSUPPORTED = "暂不支持这类消息。请发送文字、照片、语音或位置来反映问题。"
 _MEDIA_WORDS = {"image": "照片", "voice": "语音", "video": "视频"}
 
 
-def ask_description(kinds: list[str]) -> str:
-    """Ask for the description (and the location) after a photo, voice note, video or location."""
+def ask_description(kinds: list[str], case: str) -> str:
+    """Ask for the description (and the location) after a photo, voice note, video or location;
+    the case number is in every reply from the first one on."""
     if kinds and all(k == "location" for k in kinds):
-        return ASK_DESCRIPTION_AFTER_LOCATION
+        return ASK_DESCRIPTION_AFTER_LOCATION.format(case=case)
     what = next((_MEDIA_WORDS[k] for k in kinds if k in _MEDIA_WORDS), "照片")
-    return ASK_DESCRIPTION_AFTER_MEDIA.format(what=what)
+    return ASK_DESCRIPTION_AFTER_MEDIA.format(what=what, case=case)
 
 
 # SMS keywords (channels/sms.py turns them into events): short, one segment where possible.
@@ -87,6 +88,38 @@ REJECT_REASONS = (
     "该问题已由其他部门依法处理完毕",
     "涉及紧急警情，请直接拨打110、119或120",
 )
+
+
+# What a resident reads about each status (status page, "查询" answers): a short label and one
+# sentence. Spam reads like a rejection: a resident is never told their message was junk.
+RESIDENT_STATUS: dict[str, tuple[str, str]] = {
+    Status.RECEIVED: ("已收到", "我们已收到您的反映，正在登记。"),
+    Status.CLASSIFIED: ("已登记", "已登记，正在确定处理部门。"),
+    Status.NEEDS_REVIEW: ("人工核实中", "工作人员正在核实问题类别。"),
+    Status.READY: ("已受理", "已受理，正在转交处理部门。"),
+    Status.DISPATCHED: ("已转交", "已转交处理部门，等待部门接收。"),
+    Status.ACCEPTED: ("部门已接收", "处理部门已接收，将安排处理。"),
+    Status.IN_PROGRESS: ("处理中", "处理部门正在处理。"),
+    Status.RESOLVED: ("已处理", "问题已处理完毕，欢迎评价。"),
+    Status.CLOSED: ("已办结", "案件已办结，感谢您的反映。"),
+    Status.REJECTED: ("未受理", "很抱歉，该反映未予受理。"),
+    Status.SPAM: ("未受理", "该反映内容无法受理。如有需要，请写明具体问题和地点后重新反映。"),
+    Status.MERGED: ("已合并处理", "已有相同问题的反映，已并入案件 {target} 一并处理。"),
+}
+
+
+def resident_status(status: str, target: str | None = None) -> tuple[str, str]:
+    """The label and the sentence a resident reads for ``status`` (``target``: the case merged into)."""
+    label, sentence = RESIDENT_STATUS.get(status, ("处理中", "正在处理。"))
+    return label, sentence.format(target=target or "")
+
+
+# Greetings and progress questions on chat channels (gateway/core/conversation.py).
+GREETING = WELCOME + "发送案件编号或“查询”，可查看您反映的案件进度。"
+QUERY_NONE = "您还没有反映过问题。发送照片、文字说明和位置即可反映。"
+QUERY_NOT_FOUND = "没有找到您反映的案件 {case}，请核对编号。发送“查询”可查看您最近反映的案件。"
+QUERY_HEAD = "您最近反映的案件："
+QUERY_LINE = "案件 {case}：{label}。{sentence}最新进展：{when} {step}。"
 
 
 def status_news(status: str, case: str, note: str | None = None) -> str | None:

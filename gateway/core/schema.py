@@ -217,8 +217,11 @@ def _public_actor(actor: str) -> str:
     return "moderator" if actor.startswith("moderator") else "resident"
 
 
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"  # what pydantic generates
+
+
 def json_schemas() -> dict[str, dict[str, Any]]:
     return {
-        "report": ReportOut.model_json_schema(),
-        "inbound_message": InboundMessageOut.model_json_schema(),
+        "report": {"$schema": JSON_SCHEMA_DIALECT, **ReportOut.model_json_schema()},
+        "inbound_message": {"$schema": JSON_SCHEMA_DIALECT, **InboundMessageOut.model_json_schema()},
     }

@@ -24,7 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -51,6 +51,7 @@ URGENT_TASK = "deliver_dispatch_urgent"
 LEASE_MARGIN_S = 60.0
 UNCONFIGURED_RECHECK_S = 300.0
 SWEEP_BATCH = 1000
+PARKED = "no dispatch target"  # last_error of a delivery waiting for dispatch to be configured
 DEAD_STATES = ("dead", "rejected")
 # Default handling deadlines per priority: the taxonomy's `priorities` section (Beijing 接诉即办
 # tiers). Subcategory deadlines in the taxonomy are free text and not machine-readable yet.
@@ -158,6 +159,25 @@ class Outbox:
         self.settings = pipeline.settings
         self.routing = routing_for(pipeline.settings)
 
+    async def release_parked(self) -> int:
+        """At start-up, with a dispatch target configured: deliveries parked while there was none
+        are due now (the sweep that follows sends them, urgent first), not minutes later."""
+        if not self.routing.targets:
+            return 0
+        now = self.pipeline.clock()
+        async with self.pipeline.unit() as s:
+            parked = await s.execute(
+                update(Delivery)
+                .where(
+                    Delivery.state == "pending", Delivery.next_attempt_at > now, Delivery.last_error.like(PARKED + "%")
+                )
+                .values(next_attempt_at=now, updated_at=now)
+            )
+        count = int(getattr(parked, "rowcount", 0) or 0)
+        if count:
+            log.info("parked deliveries released", extra={"count": count})
+        return count
+
     # ------------------------------------------------------------------ draining it
 
     async def deliver(self, http: ClientSession, delivery_pk: int) -> str | None:
@@ -187,7 +207,7 @@ class Outbox:
             if dest is None:
                 # Not a failure of dispatch: keep the row and look again later (and after a replay).
                 d.next_attempt_at = now + timedelta(seconds=UNCONFIGURED_RECHECK_S)
-                d.last_error = "no dispatch target: set GATEWAY_DISPATCH_URL or GATEWAY_ROUTING_TABLE"
+                d.last_error = PARKED + ": set GATEWAY_DISPATCH_URL or GATEWAY_ROUTING_TABLE"
                 log.warning("dispatch not configured", extra={"delivery": d.delivery_id, "target": d.target})
                 return None
             d.attempts += 1

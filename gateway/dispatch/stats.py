@@ -3,8 +3,9 @@ per grid unit at a chosen level (``grid_level``: 街道 by default; the unit of 
 report's stored grid path, so a roll-up needs no join; cases not placed that deep count under a
 null code).
 
-The count of cases handed to dispatch, the median time from hand-off to acceptance, the median
-time from receipt to resolution, the on-time rate against the priority's deadline
+Every figure says what it counts (``COUNTS``, part of the answer). The count of cases handed
+to dispatch (outbox written), of those delivered and still waiting, the median time from
+hand-off to acceptance, the median time from receipt to resolution, the on-time rate against the priority's deadline
 (``gateway.dispatch.outbox.DEADLINES``) and the mean resident rating. Served at
 ``GET /api/v1/stats`` (``gateway/http/dispatch.py``), printed by ``gateway stats`` and drawn by
 the console's overview.
@@ -27,6 +28,18 @@ from gateway.dispatch.outbox import deadline_for
 
 GRID_LEVELS = ("市", "区", "街道", "社区", "网格")
 
+# What each figure counts; printed with the figures (``gateway stats``, ``GET /api/v1/stats``).
+COUNTS = {
+    "count": "cases handed to dispatch: a delivery was written to the outbox (delivered or still waiting)",
+    "delivered": "of those, cases the dispatch system has acknowledged (a delivery answered 2xx)",
+    "waiting": "of those, cases not delivered yet (dispatch unconfigured, unreachable, or dead letters)",
+    "median_accept_s": "median seconds from dispatched to accepted, over cases dispatch accepted",
+    "median_resolve_s": "median seconds from receipt to resolved, over resolved cases",
+    "on_time_rate": "resolved within the priority's deadline, over cases resolved or past their deadline",
+    "ratings": "cases the resident rated",
+    "mean_rating": "mean of those ratings (1-5)",
+}
+
 
 @dataclass
 class _Case:
@@ -37,6 +50,7 @@ class _Case:
     created_at: datetime
     times: dict[str, datetime]
     score: int | None = None
+    delivered: bool = False
     unit: tuple[str, str] | None = None  # (code, name) of the report's grid unit at the chosen level
 
 
@@ -45,9 +59,12 @@ async def compute_stats(db: Database, now: datetime | None = None, grid_level: s
     now = now or utcnow()
     async with db.session() as s:
         deliveries = (
-            await s.execute(select(Delivery.report_id, Delivery.department, Delivery.target).order_by(Delivery.id))
+            await s.execute(
+                select(Delivery.report_id, Delivery.department, Delivery.target, Delivery.state).order_by(Delivery.id)
+            )
         ).all()
-        handed = {rid: dept or target for rid, dept, target in deliveries}  # the latest delivery wins
+        handed = {rid: dept or target for rid, dept, target, _ in deliveries}  # the latest delivery wins
+        delivered = {rid for rid, _, _, state in deliveries if state == "delivered"}
         rows = (
             await s.execute(
                 select(
@@ -73,7 +90,17 @@ async def compute_stats(db: Database, now: datetime | None = None, grid_level: s
         if status is not None:
             times[rid][status] = at
     cases = [
-        _Case(code, name, handed[rid], priority, created, times[rid], scores.get(rid), _unit(path, grid_level))
+        _Case(
+            code,
+            name,
+            handed[rid],
+            priority,
+            created,
+            times[rid],
+            scores.get(rid),
+            rid in delivered,
+            _unit(path, grid_level),
+        )
         for rid, code, name, priority, created, path in rows
     ]
     by_category: dict[tuple[str | None, str | None], list[_Case]] = defaultdict(list)
@@ -85,6 +112,7 @@ async def compute_stats(db: Database, now: datetime | None = None, grid_level: s
         by_unit[case.unit].append(case)
     return {
         "generated_at": now.isoformat(),
+        "counts": COUNTS,
         "total": _figures(cases, now),
         "by_category": [
             {"code": code, "name": name, **_figures(group, now)}
@@ -131,8 +159,11 @@ def _figures(cases: list[_Case], now: datetime) -> dict[str, Any]:
         elif now > deadline and Status.REJECTED not in c.times:
             judged += 1  # still open past its deadline: late
     rated = [c.score for c in cases if c.score is not None]
+    delivered = sum(c.delivered for c in cases)
     return {
         "count": len(cases),
+        "delivered": delivered,
+        "waiting": len(cases) - delivered,
         "median_accept_s": _median(accept),
         "median_resolve_s": _median(resolve),
         "on_time_rate": round(on_time / judged, 3) if judged else None,

@@ -31,7 +31,7 @@ from gateway.http.page_headers import page_headers
 from gateway.media import LocalMediaStore
 from gateway.metrics import Metrics
 from gateway.migrate import upgrade
-from gateway.runtime import Runtime, load_accounts, make_channels, make_classifier, open_runtime
+from gateway.runtime import Runtime, load_accounts, make_channels, make_classifier, on_serve, open_runtime
 from gateway.settings import Settings
 from gateway.tasks import mentions
 
@@ -133,6 +133,7 @@ async def _background(app: web.Application, runtime: Runtime) -> AsyncIterator[N
     """The serving process's own loops: the sweeper, the Weibo poller's schedule, the model warm-up."""
     settings, pipeline, chosen, classifier = runtime.settings, runtime.pipeline, runtime.runner, runtime.classifier
     stop = asyncio.Event()
+    await on_serve(runtime)  # start-up warnings; deliveries parked while dispatch was unset go now
     sweeper = asyncio.create_task(_sweep_forever(pipeline, settings.sweep_interval_s, stop), name="sweeper")
     poller = mentions.schedule(chosen, settings, stop)  # Weibo @-mentions; None when off (the default)
     # Load (on first start: train) the model now, in a thread, so the first resident does not wait.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -12,8 +13,9 @@ from sqlalchemy import func, select, text
 
 from gateway import keys
 from gateway.core.schema import json_schemas
-from gateway.db import Report
+from gateway.db import Database, Delivery, Media, Notification, Report, utcnow
 from gateway.http.openapi import openapi_document
+from gateway.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +56,37 @@ async def metrics(request: web.Request) -> web.Response:
     m.reports_by_status.clear()
     for channel, status, count in rows:
         m.reports_by_status.labels(channel=channel, status=status).set(count)
+    await _background_work(request.app[keys.DB], m)
     body = generate_latest(m.registry)
     resp = web.Response(body=body)
     resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
     return resp
+
+
+async def _background_work(db: Database, m: Metrics) -> None:
+    """The outbox (by state, attempts on pending ones, age of the oldest), notifications and media."""
+    async with db.session() as s:
+        outbox = (await s.execute(select(Delivery.state, func.count()).group_by(Delivery.state))).all()
+        attempts, oldest = (
+            await s.execute(
+                select(func.coalesce(func.sum(Delivery.attempts), 0), func.min(Delivery.created_at)).where(
+                    Delivery.state == "pending"
+                )
+            )
+        ).one()
+        notes = (await s.execute(select(Notification.state, func.count()).group_by(Notification.state))).all()
+        media = (await s.execute(select(Media.state, func.count()).group_by(Media.state))).all()
+    for gauge, found, states in (
+        (m.outbox, outbox, ("pending", "delivered", "dead", "rejected")),
+        (m.notifications, notes, ("pending", "sent", "failed")),
+        (m.media, media, ("pending", "stored", "failed")),
+    ):
+        gauge.clear()
+        counts = {state: 0 for state in states} | {str(state): int(n) for state, n in found}
+        for state, n in counts.items():
+            gauge.labels(state=state).set(n)
+    m.outbox_pending_attempts.set(int(attempts or 0))
+    m.outbox_oldest_pending.set((utcnow() - oldest).total_seconds() if oldest else 0)
 
 
 async def report_schema(request: web.Request) -> web.Response:
@@ -85,12 +114,40 @@ async def media(request: web.Request) -> web.Response:
     )
 
 
+SWAGGER_UI = Path(__file__).parent / "static" / "swagger-ui"
+_DOCS_TYPES = {".js": "application/javascript", ".css": "text/css"}
+_DOCS_PAGE = """<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>API 文档 · 市民诉求网关</title><link rel="icon" href="data:,">
+<link rel="stylesheet" href="/api/docs/static/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/api/docs/static/swagger-ui-bundle.js"></script><script src="/api/docs/static/docs.js"></script>
+</body></html>"""
+
+
+async def api_docs(request: web.Request) -> web.Response:
+    """The OpenAPI document in Swagger UI, from vendored files (gateway/http/static/swagger-ui)."""
+    return web.Response(text=_DOCS_PAGE, content_type="text/html")
+
+
+async def api_docs_static(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    path = SWAGGER_UI / name
+    if "/" in name or name.startswith(".") or path.suffix not in _DOCS_TYPES or not path.is_file():
+        raise web.HTTPNotFound()
+    body = await asyncio.to_thread(path.read_bytes)
+    headers = {"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"}
+    return web.Response(body=body, content_type=_DOCS_TYPES[path.suffix], charset="utf-8", headers=headers)
+
+
 def routes() -> list[web.AbstractRouteDef]:
     return [
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
         web.get("/metrics", metrics),
         web.get("/api/schema/report.json", report_schema),
+        web.get("/api/docs", api_docs),
+        web.get("/api/docs/static/{name}", api_docs_static),
         web.get("/api/openapi.json", openapi),
         web.get("/media/{sha256:[0-9a-f]{64}}", media),
     ]

@@ -38,12 +38,13 @@ def too_large(limit: int) -> web.HTTPRequestEntityTooLarge:
     return web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=0, text=body, content_type="application/json")
 
 
-async def read_report_post(request: web.Request) -> InboundMessage:
-    """Parse a JSON, form or multipart complaint into one message that the database can store."""
+async def read_report_post(request: web.Request, keep: dict[str, str] | None = None) -> InboundMessage:
+    """Parse a JSON, form or multipart complaint into one message that the database can store;
+    a multipart post's text fields are copied into ``keep`` (the HTML form shows them again)."""
     pending: dict[str, tuple[bytes, str]] = {}
     token = _pending_photos.set(pending)
     try:
-        msg = await _read_report_post(request)
+        msg = await _read_report_post(request, keep)
     finally:
         _pending_photos.reset(token)
     # edge.parse checked every field against its column. Photos are stored only now that the
@@ -55,7 +56,7 @@ async def read_report_post(request: web.Request) -> InboundMessage:
     return msg
 
 
-async def _read_report_post(request: web.Request) -> InboundMessage:
+async def _read_report_post(request: web.Request, keep: dict[str, str] | None) -> InboundMessage:
     """Parse a JSON, form or multipart complaint through the web channel."""
     settings = request.app[keys.SETTINGS]
     channel = request.app[keys.CHANNELS]["web"]
@@ -70,7 +71,7 @@ async def _read_report_post(request: web.Request) -> InboundMessage:
         if ctype == "multipart/form-data":
             limit = request.client_max_size
             try:
-                fields, photos = await _read_multipart(request)
+                fields, photos = await _read_multipart(request, {} if keep is None else keep)
             except ValueError as exc:  # aiohttp's multipart reader: no boundary, a broken part (was a 500)
                 raise bad_request({"body": f"malformed multipart body: {str(exc)[:100]}"}) from None
             raw = await edge.raw_request(request, limit, body=b"", form=fields, media=photos)
@@ -91,7 +92,7 @@ async def _read_report_post(request: web.Request) -> InboundMessage:
         raise bad_request(exc.fields, str(exc)) from None
 
 
-async def _read_multipart(request: web.Request) -> tuple[dict[str, str], list[MediaRef]]:
+async def _read_multipart(request: web.Request, fields: dict[str, str]) -> tuple[dict[str, str], list[MediaRef]]:
     settings = request.app[keys.SETTINGS]
     pending = _pending_photos.get()
     # The parts are capped one by one; the body as a whole gets the app's request cap.
@@ -99,7 +100,6 @@ async def _read_multipart(request: web.Request) -> tuple[dict[str, str], list[Me
     if request.content_length is not None and request.content_length > budget:
         raise PayloadTooLarge(f"body larger than {budget} bytes")
     reader = await request.multipart()
-    fields: dict[str, str] = {}
     photos: list[MediaRef] = []
     errors: dict[str, str] = {}
     async for part in reader:

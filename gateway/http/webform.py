@@ -11,26 +11,16 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from gateway import keys
+from gateway.core import replies
 from gateway.core.casenumber import CST
+from gateway.core.conversation import ACTION_STEPS
 from gateway.core.schema import report_json
 from gateway.dispatch.ratings import rating_url
 from gateway.http import edge
 from gateway.http.reports import load_report, read_report_post
 
-STATUS_LABELS = {
-    "received": "已接收",
-    "classified": "已分类",
-    "needs_review": "人工核实中",
-    "ready": "待派遣",
-    "dispatched": "已派遣",
-    "accepted": "已受理",
-    "in_progress": "处理中",
-    "resolved": "已处理",
-    "closed": "已办结",
-    "rejected": "未受理",
-    "spam": "无效信息",
-    "merged": "已合并",
-}
+# The resident's wording for each status lives in gateway/core/replies.py (RESIDENT_STATUS).
+STATUS_LABELS = {status: label for status, (label, _) in replies.RESIDENT_STATUS.items()}
 FIELD_LABELS = {
     "text": "问题描述",
     "title": "标题",
@@ -39,8 +29,42 @@ FIELD_LABELS = {
     "location.lat": "纬度",
     "location.lng": "经度",
     "location.address": "地点",
+    "address": "地点",
+    "lat": "纬度",
+    "lng": "经度",
     "photos": "照片",
+    "body": "提交内容",
 }
+
+FORM_FIELDS = ("title", "text", "address", "lat", "lng", "contact_phone")
+# The API's field names (channels/web.py) → the form's inputs.
+_ERROR_FIELDS = {"location": "address", "location.address": "address", "location.lat": "lat", "location.lng": "lng"}
+# The API's English messages (for integrators) → what a resident reads beside the field.
+_ERROR_TEXTS = (
+    ("required", "请填写{label}"),
+    ("not a phone number", "电话号码格式不对：请填写11位手机号，或带区号的固定电话"),
+    ("must be a number", "请填写数字"),
+    ("must be between", "超出范围，请检查"),
+    ("lat and lng go together", "纬度和经度要一起填写，也可以只填地点"),
+    ("give lat/lng or an address", "请填写地点"),
+    ("at most", "最多上传 {max_photos} 张照片"),
+    ("each photo at most", "每张照片不能超过 {max_photo_mb} MB"),
+    ("only JPEG", "只能上传 JPG、PNG、GIF 或 WebP 格式的照片"),
+    ("too long", "内容太长，请精简后再提交"),
+    ("field too long", "内容太长，请精简后再提交"),
+)
+
+
+def form_errors(fields: dict[str, str], *, max_photos: int, max_photo_mb: int) -> dict[str, str]:
+    """The API's field errors as the form's: Chinese, keyed by the form's input names."""
+    out: dict[str, str] = {}
+    for name, message in fields.items():
+        field = _ERROR_FIELDS.get(name, name)
+        texts = [zh for prefix, zh in _ERROR_TEXTS if str(message).startswith(prefix)]
+        text = texts[-1] if texts else "填写有误，请检查"
+        label = FIELD_LABELS.get(field, "")
+        out.setdefault(field, text.format(label=label, max_photos=max_photos, max_photo_mb=max_photo_mb))
+    return out
 
 
 def _form_context(
@@ -82,12 +106,17 @@ async def form(request: web.Request) -> web.Response:
 
 
 async def submit(request: web.Request) -> web.Response:
+    typed: dict[str, str] = {}
     try:
-        msg = await read_report_post(request)
+        msg = await read_report_post(request, typed)
     except web.HTTPBadRequest as exc:
         fields = json.loads(exc.text or "{}").get("fields", {})
-        # The body is consumed by then: the page names the bad fields and the resident fills them in again.
-        return aiohttp_jinja2.render_template("report_form.html", request, _form_context(request, fields), status=400)
+        # Chinese beside each field, and what the resident typed is kept (photos are chosen again).
+        s = request.app[keys.SETTINGS]
+        errors = form_errors(fields, max_photos=s.max_photos, max_photo_mb=s.max_photo_bytes // (1 << 20))
+        values = {k: v for k, v in typed.items() if k in FORM_FIELDS}
+        ctx = _form_context(request, errors, values)
+        return aiohttp_jinja2.render_template("report_form.html", request, ctx, status=400)
     # The hidden per-render token makes a double-tapped submit one report, like Idempotency-Key.
     token = msg.raw.get("form_token")
     key = None
@@ -98,7 +127,7 @@ async def submit(request: web.Request) -> web.Response:
 
 
 # History entries without a status change that a resident may see; the rest are internal.
-ACTION_LABELS = {"session_closed": "已提交", "rated": "已评价", "merged_in": "有相同问题的反映并入本案件"}
+ACTION_LABELS = ACTION_STEPS
 
 
 def public_steps(history: list[dict[str, object]]) -> list[dict[str, object]]:
@@ -116,6 +145,7 @@ async def status_page(request: web.Request) -> web.Response:
     if report is None:
         raise web.HTTPNotFound(text="没有找到该案件编号。")
     data = report_json(report, private=False)
+    label, sentence = replies.resident_status(report.status, report.duplicate_of)
     rated = any(h.action == "rated" for h in report.history)
     # The rating link is for the resident who reported (their browser's cookie), not for any
     # visitor of the status page; residents on chat channels rate by replying with a digit.
@@ -124,7 +154,12 @@ async def status_page(request: web.Request) -> web.Response:
     ctx = {
         "report": data,
         "created": request.query.get("new") == "1",
-        "status_label": STATUS_LABELS.get(report.status, report.status),
+        "status_label": label,
+        "status_sentence": sentence,
+        # A merged case links to the case it joined; spam and rejected cases show no category
+        # (the spam category's own name is not for residents).
+        "merged_into": report.duplicate_of if report.status == "merged" else None,
+        "show_category": report.status not in ("spam", "rejected", "merged"),
         "steps": public_steps(data["history"]),
         # The signed link lets whoever holds the status page rate a resolved case (统一评价).
         "rate_url": rating_url(request.app[keys.SETTINGS], report.case_number, report.sender)

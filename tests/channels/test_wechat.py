@@ -422,7 +422,8 @@ async def test_safe_mode_reply_is_encrypted_and_wechatpy_decrypts_it(wx: Any) ->
     assert "已收到" not in text  # nothing readable outside the envelope
     reply = decrypt_reply(text)
     assert reply["MsgType"] == "text" and reply["ToUserName"] == OPENID and reply["FromUserName"] == "gh_0000city0000"
-    assert reply["Content"] == replies.ask_description(["image"])
+    report = await one(wx, Report)
+    assert reply["Content"] == replies.ask_description(["image"], report.case_number)
 
 
 async def test_an_overlong_sender_is_a_bad_payload_not_a_crash(wx: Any) -> None:
@@ -471,7 +472,8 @@ async def test_photo_text_location_retried_make_one_report_then_submit_closes_it
     third = await post(wx, "location.xml", times=3)
     await runner.idle()
     report = await one(wx, Report)
-    assert first == replies.ask_description(["image"])
+    assert first == replies.ask_description(["image"], report.case_number)
+    assert report.case_number in first  # the first reply of a session already names the case
     assert second == replies.ASK_LOCATION.format(case=report.case_number)
     assert third == replies.GOT_MORE.format(case=report.case_number)
     assert len(await all_rows(wx, Report)) == 1 and len(await all_rows(wx, Message)) == 3

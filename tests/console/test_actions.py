@@ -63,7 +63,7 @@ async def test_change_category_relabels_and_takes_the_taxonomy_priority(app_clie
     assert (ex.label, ex.model_label, ex.source) == ("1003", "0102", "changed")
     assert (await history(app_client, case))[-1].data == {"from": "0102", "to": "1003"}
     bad = await act(app_client, csrf, await seed(app_client, runner, "路灯"), "category", category="9999")
-    assert bad.status == 400 and "unknown category" in (await bad.json())["error"]
+    assert bad.status == 400 and "没有这个分类" in (await bad.json())["error"]
 
 
 async def test_merge_links_the_duplicate_and_tells_the_resident(app_client, users, runner):
@@ -127,7 +127,7 @@ async def test_a_handled_report_is_refused_with_409(app_client, users, runner):
         assert resp.status == 409, action
     unclassified = await seed(app_client, runner, "你好")
     resp = await act(app_client, csrf, unclassified, "confirm")
-    assert resp.status == 400 and "choose a category" in (await resp.json())["error"]
+    assert resp.status == 400 and "请先选择分类" in (await resp.json())["error"]
     assert (await act(app_client, csrf, "ZW20990101000001", "spam")).status == 404
     assert (await act(app_client, csrf, case, "launch")).status == 404
 

@@ -130,6 +130,6 @@ async def test_overview_counts_the_queue_and_its_waiting_time(app_client, users,
     assert re.search(r'id="stat-queue">1<', html) and "1 件已审" in html
     charts = json.loads(re.search(r'id="chart-data">(.*?)</script>', html, re.S).group(1))
     assert len(charts["days"]) == 30
-    assert sum(charts["by_channel"]["web"]) == 2
+    assert sum(charts["by_channel"]["网上民声"]) == 2  # channels by their Chinese names
     assert charts["queue_size"][-1] == 1
     assert any(k.startswith("01") for k in charts["by_category"])

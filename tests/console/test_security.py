@@ -44,6 +44,8 @@ async def world(app_client, users, runner):
         "field": "contact_phone",
         "key_id": str(key_pk),
         "name": "console.js",
+        "username": "mod1",
+        "change": "disable",
     }
     return {"samples": samples, "key": key, "case": case}
 
