@@ -47,6 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     t.add_argument("--learning-rate", type=float, default=5e-5, help="transformer: learning rate")
     t.add_argument("--max-length", type=int, default=256, help="transformer: tokens per text")
     t.add_argument("--C", type=float, default=None, help="linear: SVM regularisation (default: tuned value)")
+    t.add_argument("--bundled-params", action="store_true",
+                   help="linear: the bundled model's parameters and cross-validation (see nlp/bundled.py)")
     t.add_argument("--export-onnx", action="store_true",
                    help="transformer: also export model.onnx and serve it with onnxruntime (CPU)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -82,6 +84,7 @@ def _err(msg: str) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .bundled import CV_FOLDS
     from .dataio import DataError, read_rows, select
     from .taxonomy import TaxonomyError, load_taxonomy
     from .train import train_model
@@ -111,6 +114,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .linear import LinearParams
 
         linear_params = LinearParams()
+        if args.bundled_params:
+            from .bundled import params
+
+            linear_params = params()
         if args.C is not None:
             linear_params.C = args.C
     else:
@@ -121,6 +128,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             learning_rate=args.learning_rate, max_length=args.max_length,
         )
     n_dev = len(dev.texts) if dev else 0
+    cal = train.calibration_rows()
+    if cal is not None:
+        print(f"origin column: {len(cal) - sum(cal)} generated rows train but never calibrate", file=sys.stderr)
     print(f"training {args.backend} on {len(train.texts)} examples, {len(set(train.labels))} labels"
           f"{f', dev {n_dev}' if n_dev else ', calibration by cross-validation'}", file=sys.stderr)
     meta = train_model(
@@ -128,6 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         dev_texts=dev.texts if dev else None, dev_labels=dev.labels if dev else None,
         seed=args.seed, target_precision=args.target_precision, base_model=args.base_model,
         linear_params=linear_params, transformer_params=transformer_params, progress=not args.no_progress,
+        calibration_rows=train.calibration_rows(), cv_folds=CV_FOLDS if args.bundled_params else 5,
     )
     summary = {"model_dir": str(args.out), "version": meta["version"], "labels": len(meta["labels"]),
                "seconds": meta["train"]["seconds"], "calibration": meta["calibration"]}
