@@ -87,16 +87,10 @@ def test_jsonl_and_separate_dev(tmp_path, capsys):
     assert rc == 0 and json.loads(stdout.strip().splitlines()[-1])["accuracy"] == 1.0
 
 
-def test_classify_bundled_from_stdin(monkeypatch, capsys, model_cache, tmp_path):
+def test_classify_bundled_from_stdin(monkeypatch, capsys, tmp_path):
     import io
 
-    from nlp import load_classifier
-
-    load_classifier(cache_dir=model_cache)  # trained once per session
     monkeypatch.chdir(tmp_path)
-    import nlp.loader as loader
-
-    monkeypatch.setattr(loader, "DEFAULT_CACHE_DIR", model_cache)
     monkeypatch.setattr("sys.stdin", io.StringIO('小区门口的路灯坏了\n{"text": "楼道里有很浓的煤气味"}\n'))
     rc, stdout, _ = run(["classify", "--mask-pii"], capsys)
     lines = [json.loads(x) for x in stdout.strip().splitlines()]
