@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .calibration import softmax
+from .calibration import apply_confidence_map, softmax
+from .inputs import NO_TEXT, NOT_CHINESE, input_problem
 from .segment import normalize
 from .taxonomy import Category, Taxonomy
 from .types import Candidate, Prediction
@@ -26,6 +27,7 @@ from .urgency import detect_urgency
 
 META_FILE = "meta.json"
 FORMAT = 1
+NEVER_ROUTED_GROUPS = frozenset({"99"})  # "other or unclear": a moderator's decision whatever the confidence
 
 
 class Backend(Protocol):
@@ -96,6 +98,8 @@ class TaxonomyClassifier:
         self.version: str = str(meta["version"])
         self.space = LabelSpace.build(backend.labels, taxonomy)
         self.temperature = float(meta.get("temperature", 1.0))
+        cmap = meta.get("confidence_map")
+        self.confidence_map = (list(cmap["x"]), list(cmap["y"])) if cmap else None
         self.thresholds: dict[str, float] = {k: float(v) for k, v in meta.get("thresholds", {}).items()}
         self.default_threshold = float(meta.get("default_threshold", 0.5))
         self._kw_cache: dict[str, Any] = {}
@@ -112,10 +116,11 @@ class TaxonomyClassifier:
         return self.thresholds.get(group, self.default_threshold)
 
     def probabilities(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray, Any]:
+        """Normalized texts, label probabilities and calibrated group (top-level) probabilities."""
         normalized = [normalize(t or "") for t in texts]
         logits, ctx = self.backend.logits(normalized)
         probs = softmax(np.asarray(logits, dtype=np.float64), self.temperature)
-        return normalized, probs, probs @ self.space.agg, ctx
+        return normalized, probs, apply_confidence_map(probs @ self.space.agg, self.confidence_map), ctx
 
     def classify(self, texts: Sequence[str]) -> list[Prediction]:
         if isinstance(texts, str):
@@ -123,7 +128,21 @@ class TaxonomyClassifier:
         if not texts:
             return []
         normalized, probs, gprobs, ctx = self.probabilities(texts)
-        return [self._predict(i, normalized[i], probs[i], gprobs[i], ctx) for i in range(len(texts))]
+        out = []
+        for i, text in enumerate(normalized):
+            problem = input_problem(text)
+            out.append(self._unreadable(problem) if problem else self._predict(i, text, probs[i], gprobs[i], ctx))
+        return out
+
+    def _unreadable(self, problem: str) -> Prediction:
+        """No guess: a text with no words, or not in Chinese, goes to moderators with the reason."""
+        why = {NO_TEXT: "no text to classify (empty or photo only)",
+               NOT_CHINESE: "the text is not (mostly) Chinese"}[problem]
+        return Prediction(
+            code="", name="", parent_code=None, parent_name=None, confidence=0.0, top_k=(),
+            explanation=f"{why}: a moderator decides", needs_review=True, priority="P3", urgent=False,
+            model_version=self.version, set_by="input", review_reason=problem,
+        )
 
     def _predict(self, row: int, text: str, probs: np.ndarray, gprobs: np.ndarray, ctx: Any) -> Prediction:
         tax = self.taxonomy if self.space.taxonomy_based else None
@@ -141,7 +160,7 @@ class TaxonomyClassifier:
         label = self.space.labels[best_label]
         feats = self.backend.top_features(ctx, row, best_label)
         threshold = self.threshold_for(group)
-        needs_review = conf < threshold
+        needs_review = conf < threshold or (self.space.taxonomy_based and group in NEVER_ROUTED_GROUPS)
         parts = [f"{group} {tax.name_of(group) if tax else group} p={conf:.2f}"]
         if feats:
             parts[0] += " (" + ", ".join(feats) + ")"
@@ -152,7 +171,7 @@ class TaxonomyClassifier:
             if sub_members:
                 best_sub = max(sub_members, key=lambda i: probs[i])
                 code = self.space.labels[best_sub]
-                within = float(probs[best_sub] / max(conf, 1e-12))
+                within = float(probs[best_sub] / max(float(probs[members].sum()), 1e-12))
                 parts.append(f"subcategory {code} {tax.name_of(code)} by model ({within:.2f} within {group})")
             else:
                 hit = keyword_subcategory(tax.category(group), text)
@@ -162,6 +181,8 @@ class TaxonomyClassifier:
                 else:
                     parts.append("no subcategory rule fired")
 
+        if group in NEVER_ROUTED_GROUPS and tax is not None:
+            parts.append(f"{group} always goes to moderators")
         urgent_hits = detect_urgency(text)
         urgent = bool(urgent_hits)
         if urgent:
@@ -198,6 +219,7 @@ class TaxonomyClassifier:
             set_by=set_by,
             label=label,
             threshold=round(threshold, 4),
+            review_reason="low_confidence" if needs_review else None,
         )
 
 
