@@ -31,6 +31,7 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check gateway channels nlp adapters tests bench
 	$(BIN)/ruff format --check gateway channels adapters
 	$(BIN)/mypy gateway channels adapters nlp
+	$(BIN)/mypy --strict nlp
 
 migrate: $(VENV)/.run-installed
 	$(BIN)/gateway migrate

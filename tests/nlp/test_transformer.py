@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require_module
+
 pytestmark = pytest.mark.transformer
 
 ROWS = [("路灯不亮了", "0102"), ("路灯坏了好几天", "0102"), ("晚上路灯一直不亮", "0102"),
@@ -14,8 +16,8 @@ ROWS = [("路灯不亮了", "0102"), ("路灯坏了好几天", "0102"), ("晚上
 
 @pytest.fixture()
 def tiny_base(tmp_path: Path) -> Path:
-    pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    require_module("torch")
+    transformers = require_module("transformers")
     chars = sorted({c for t, _ in ROWS for c in t} | set("的了有我门口楼道煤气味"))
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]
     base = tmp_path / "tiny-bert"
