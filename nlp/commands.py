@@ -174,7 +174,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate(clf, ex.texts, ex.labels, out_dir=report_dir, title=f"Evaluation on {data}")
     for lb, v in metrics["per_class"].items():
         print(f"{lb}\tP={v['precision']:.3f}\tR={v['recall']:.3f}\tF1={v['f1']:.3f}\tn={v['support']}")
+    print(f"accuracy {metrics['accuracy']:.4f} | macro-F1 {metrics['macro_f1']:.4f} | top-level accuracy "
+          f"{metrics['top_level_accuracy']:.4f} | auto-dispatch precision {metrics['precision_routed']:.4f} at "
+          f"coverage {metrics['coverage']:.4f} | ECE {metrics['ece']:.4f} (n={metrics['n']})")
     print(f"report: {metrics['report']}")
+    print(f"reliability diagram: {metrics['reliability_diagram']}")
     print(json.dumps(metrics, ensure_ascii=False))
     return EXIT_OK
 

@@ -56,6 +56,10 @@ def test_train_evaluate_classify_csv(tmp_path, data_csv, capsys):
     assert {"accuracy", "macro_f1", "ece", "coverage", "per_class"} <= set(last)
     assert last["n"] == 4  # test split only
     assert Path(last["report"]).is_file() and Path(last["confusion_matrix"]).stat().st_size > 1000
+    assert Path(last["reliability_diagram"]).stat().st_size > 1000
+    assert sum(r["n"] for r in last["reliability"]) == last["n"]
+    assert "auto-dispatch precision" in stdout and "at coverage" in stdout and "ECE" in stdout
+    assert "reliability.png" in Path(last["report"]).read_text(encoding="utf-8")
     assert "macro-F1" in Path(last["report"]).read_text(encoding="utf-8")
 
     rc, stdout, _ = run(["classify", "--model", str(out), "路灯不亮", "老板拖欠工资"], capsys)
