@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 DATA = Path(__file__).parent / "data"
 BUNDLED_MODEL_DIR = DATA / "model"
 SEED_CORPUS_PATH = DATA / "seed_corpus.jsonl"
-TARGET_PRECISION = 0.97
+TARGET_PRECISION = 0.96  # per-category thresholds aim at this auto-dispatch precision (top level)
 CV_FOLDS = 4
 KEEP_WEIGHTS = 0.05  # share of the linear weights kept in the shipped file (the largest ones)
 _CODE_FILES = ("bundled.py", "linear.py", "ngrams.py", "segment.py", "train.py", "calibration.py", "model.py")
@@ -47,11 +47,14 @@ _CODE_FILES = ("bundled.py", "linear.py", "ngrams.py", "segment.py", "train.py",
 def params() -> LinearParams:
     """Linear parameters of the bundled model: character 1-2-grams of the first 300 characters and
     the title block, no jieba words (with real reports to learn from, words add nothing measurable
-    on the held-out rows and cost two thirds of the classification time), and only the largest
-    ``KEEP_WEIGHTS`` of the weights (the shipped file stays small; held-out accuracy unchanged)."""
+    and cost two thirds of the classification time), a top-level model added at half weight
+    (out-of-fold on the real train rows: top-level accuracy 0.852 vs 0.839 without), and only the
+    largest ``KEEP_WEIGHTS`` of the weights (the shipped file stays small; out-of-fold accuracy
+    unchanged: 0.841 with all weights)."""
     from .linear import FeatureParams, LinearParams
 
-    return LinearParams(C=1.0, features=FeatureParams(max_char_chars=300), keep_weights=KEEP_WEIGHTS)
+    return LinearParams(C=1.0, features=FeatureParams(max_char_chars=300), keep_weights=KEEP_WEIGHTS,
+                        top_level_weight=0.5)
 
 
 def bundle_key(taxonomy_path: str | Path | None = None) -> str:
@@ -114,7 +117,7 @@ def build(out: Path = BUNDLED_MODEL_DIR, *, progress: bool = False) -> dict[str,
 
     taxonomy = load_taxonomy()
     data = training_data(taxonomy)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory(prefix=".bundled-", dir=out.parent) as tmp:
         work = Path(tmp) / "model"
         train_model(
@@ -124,9 +127,11 @@ def build(out: Path = BUNDLED_MODEL_DIR, *, progress: bool = False) -> dict[str,
         )
         meta = read_meta(work)
         seconds = round(time.perf_counter() - started, 1)
+        cpu_seconds = round(time.process_time() - cpu_started, 1)
         clf = open_model(work, taxonomy)
         m = evaluate(clf, data.heldout_texts, data.heldout_labels)
-        meta["train"]["seconds"] = seconds
+        meta["train"]["seconds"] = seconds  # wall clock, on a machine shared with others
+        meta["train"]["cpu_seconds"] = cpu_seconds
         meta["train"]["sources"] = {
             "seed_corpus": sum(1 for r in data.real if not r),
             "real_corpus": sum(data.real),
@@ -171,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if ok else 1
     meta = build(Path(args.out), progress=True)
     size = sum(p.stat().st_size for p in Path(args.out).iterdir())
-    print(json.dumps({"version": meta["version"], "seconds": meta["train"]["seconds"], "bytes": size,
+    print(json.dumps({"version": meta["version"], "seconds": meta["train"]["seconds"],
+                      "cpu_seconds": meta["train"]["cpu_seconds"], "bytes": size,
                       "calibration": meta["calibration"], "evaluation": meta["evaluation"],
                       "thresholds": {k: round(v, 3) for k, v in meta["thresholds"].items()}},
                      ensure_ascii=False, indent=1))

@@ -60,6 +60,10 @@ class LinearParams:
     # < 1: keep only this share of the weights (the largest), rounded to float16, in the final
     # model and in every cross-validation model (so calibration sees the scores the model gives)
     keep_weights: float = 1.0
+    # > 0 (labels grouped into top-level categories): also fit a model of the top-level categories
+    # and add this multiple of its score to each of its labels' scores. Both are linear, so the
+    # sum is one weight matrix: nothing changes at classification time.
+    top_level_weight: float = 0.0
 
 
 def compact_weights(coef: np.ndarray, keep: float) -> np.ndarray:
@@ -363,6 +367,27 @@ def _fit_svm(
     return coef, intercept
 
 
+def _fit(
+    x: sparse.csr_matrix,
+    y: np.ndarray,
+    n_labels: int,
+    params: LinearParams,
+    seed: int,
+    sample_weight: np.ndarray | None,
+    label_groups: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The label model, plus ``top_level_weight`` x the top-level model's scores when labels are grouped."""
+    coef, intercept = _fit_svm(x, y, n_labels, params.C, seed, params.class_weight, sample_weight)
+    if params.top_level_weight > 0 and label_groups is not None:
+        n_groups = int(label_groups.max()) + 1
+        g_coef, g_int = _fit_svm(x, label_groups[y], n_groups, params.C, seed, params.class_weight, sample_weight)
+        coef = coef + params.top_level_weight * g_coef[label_groups]
+        intercept = intercept + params.top_level_weight * g_int[label_groups]
+    if params.keep_weights < 1.0:
+        coef = compact_weights(coef, params.keep_weights)
+    return coef, intercept
+
+
 def _take(items: Sequence[Any] | None, idx: np.ndarray) -> list[Any] | None:
     return None if items is None else [items[i] for i in idx]
 
@@ -380,6 +405,7 @@ def train_linear(
     progress: Callable[[str], None] | None = None,
     sample_weight: np.ndarray | None = None,
     cv_rows: np.ndarray | None = None,
+    label_groups: Sequence[int] | None = None,
 ) -> tuple[LinearBackend, np.ndarray | None]:
     """Fit the backend; with ``cv_folds`` >= 2 also return out-of-fold logits for calibration.
 
@@ -387,6 +413,7 @@ def train_linear(
     weights were fitted without that row's fold, so they are honest held-out scores. With
     ``cv_rows`` (a boolean mask) only those rows are split into folds and scored; the other rows
     (e.g. generated seed sentences) are in every fold's training data and their logits are NaN.
+    ``label_groups`` (the top-level index of each label) enables ``params.top_level_weight``.
     """
     say = progress or (lambda _msg: None)
     n = len(normalized)
@@ -397,26 +424,24 @@ def train_linear(
     x = feat.fit_transform(normalized, words)
     say("fit")
     sw = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    coef, intercept = _fit_svm(x, y, len(labels), params.C, seed, params.class_weight, sw)
+    lg = None if label_groups is None else np.asarray(label_groups, dtype=np.int64)
+    coef, intercept = _fit(x, y, len(labels), params, seed, sw, lg)
     backend = LinearBackend(feat, coef, intercept, labels)
-    if params.keep_weights < 1.0:
-        backend.compact(params.keep_weights)
+    backend.half = params.keep_weights < 1.0
     oof = None
     if cv_folds >= 2:
         oof = np.full((n, len(labels)), np.nan, dtype=np.float32)
         scored = np.arange(n) if cv_rows is None else np.flatnonzero(cv_rows)
         always = np.setdiff1d(np.arange(n), scored)
         fold_groups = _take(groups, scored)
-        for k, (tr, te) in enumerate(_folds(y[scored], cv_folds, seed, fold_groups)):
+        folds = _folds(y[scored], cv_folds, seed, fold_groups) if len(scored) >= cv_folds else []
+        for k, (tr, te) in enumerate(folds):
             say(f"cross-validation fold {k + 1}/{cv_folds}")
             tr_idx = np.concatenate([always, scored[tr]])
             te_idx = scored[te]
             f = Featurizer(params.features, domain_words)
             xt = f.fit_transform(_take(normalized, tr_idx) or [], _take(words, tr_idx))
-            c, b = _fit_svm(xt, y[tr_idx], len(labels), params.C, seed, params.class_weight,
-                            None if sw is None else sw[tr_idx])
-            if params.keep_weights < 1.0:
-                c = compact_weights(c, params.keep_weights)
+            c, b = _fit(xt, y[tr_idx], len(labels), params, seed, None if sw is None else sw[tr_idx], lg)
             xe = f.transform(_take(normalized, te_idx) or [], _take(words, te_idx))
             oof[te_idx] = np.asarray(xe @ c.T) + b
     return backend, oof

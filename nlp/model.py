@@ -62,6 +62,18 @@ class LabelSpace:
             return cls(labels, groups, agg, True)
         return cls(labels, labels, np.eye(len(labels)), False)
 
+    @property
+    def label_group(self) -> np.ndarray:
+        """The group index of each label."""
+        out: np.ndarray = self.agg.argmax(axis=1)
+        return out
+
+    def decide(self, probs: np.ndarray, gprobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: the chosen group (that of the best label) and its probability."""
+        pred = self.label_group[probs.argmax(axis=1)] if len(probs) else np.zeros(0, dtype=int)
+        conf = gprobs[np.arange(len(pred)), pred] if len(pred) else np.zeros(0)
+        return pred, conf
+
     def group_index(self, labels: Sequence[str], taxonomy: Taxonomy | None) -> np.ndarray:
         """Index into ``groups`` of each gold label (-1 where unknown)."""
         out = []
@@ -147,16 +159,19 @@ class TaxonomyClassifier:
     def _predict(self, row: int, text: str, probs: np.ndarray, gprobs: np.ndarray, ctx: Any) -> Prediction:
         tax = self.taxonomy if self.space.taxonomy_based else None
         groups = self.space.groups
-        order = np.argsort(-gprobs, kind="stable")
-        g = int(order[0])
+        # The top level is that of the best label; its confidence is the calibrated probability
+        # of the whole top level. (The top level with the largest summed probability would favour
+        # categories with many subcategories: on held-out real reports it is right less often.)
+        best_label = int(np.argmax(probs))
+        g = int(self.space.label_group[best_label])
         group = groups[g]
         conf = float(gprobs[g])
+        order = [g, *(j for j in np.argsort(-gprobs, kind="stable") if j != g)]
         top_k = tuple(
             Candidate(groups[j], tax.name_of(groups[j]) if tax else groups[j], round(float(gprobs[j]), 4))
             for j in order[:3]
         )
         members = self._label_sets.get(g, [])
-        best_label = max(members, key=lambda i: probs[i]) if members else int(np.argmax(probs))
         label = self.space.labels[best_label]
         feats = self.backend.top_features(ctx, row, best_label)
         threshold = self.threshold_for(group)

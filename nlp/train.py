@@ -159,6 +159,7 @@ def train_model(
             progress=say,
             sample_weight=None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64),
             cv_rows=None if calibration_rows is None else cal_mask,
+            label_groups=space.agg.argmax(axis=1).tolist() if space.taxonomy_based else None,
         )
         # Held-out scores for calibration and thresholds: out-of-fold scores of the training data
         # and the full model's scores of the dev data, pooled (more evidence, steadier thresholds).
@@ -185,9 +186,8 @@ def train_model(
     # nearly uniform over many labels and favour top-level categories with many subcategories).
     default_t = 0.1 if backend == "linear" else 1.0
     temperature = fit_temperature(cal_logits, gold_group, space.agg) if len(gold_group) else default_t
-    gprobs = softmax(cal_logits, temperature) @ space.agg if len(gold_group) else np.zeros((0, len(space.groups)))
-    pred = gprobs.argmax(axis=1) if len(gold_group) else np.zeros(0, dtype=int)
-    conf = gprobs.max(axis=1) if len(gold_group) else np.zeros(0)
+    probs = softmax(cal_logits, temperature) if len(gold_group) else np.zeros((0, len(label_list)))
+    pred, conf = space.decide(probs, probs @ space.agg)
     correct = pred == gold_group
     conf_map = fit_confidence_map(conf, correct)
     conf = apply_confidence_map(conf, conf_map)
