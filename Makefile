@@ -7,7 +7,7 @@ PIP := $(BIN)/pip install --disable-pip-version-check -q
 EDITABLE :=
 PYTEST_ARGS ?=
 
-.PHONY: run test lint check migrate clean
+.PHONY: run test lint check migrate clean model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff format --check gateway channels adapters
 	$(BIN)/mypy gateway channels adapters nlp
 	$(BIN)/mypy --strict nlp
+
+# Rebuild the bundled classifier (nlp/data/model, committed) from the committed corpora.
+model: $(VENV)/.run-installed
+	$(BIN)/python -m nlp.bundled build
 
 migrate: $(VENV)/.run-installed
 	$(BIN)/gateway migrate
