@@ -133,8 +133,15 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel (one core each)")
     ap.add_argument("--png", default=str(Path(__file__).with_name("learning_curve.png")))
+    ap.add_argument("--replot", metavar="LOG", default=None,
+                    help="only print the table and draw the plot from the `run {...}` lines of an earlier output")
     args = ap.parse_args()
     sizes = sorted(int(x) for x in args.sizes.split(","))
+    if args.replot:
+        lines = Path(args.replot).read_text(encoding="utf-8").splitlines()
+        done = [json.loads(line[4:]) for line in lines if line.startswith("run {")]
+        report([r for r in done if r["n"] in sizes], sorted({int(r["n"]) for r in done} & set(sizes)), args.png)
+        return 0
 
     from gateway.migrate import upgrade
     from nlp.bundled import write_training_file
@@ -153,14 +160,27 @@ def main() -> int:
           f"jobs {args.jobs}")
     print(f"base: {n_seed} generated seed sentences (train only); N drawn from {n_train} annotated train rows, "
           f"{args.seeds} seeds (N=0 once: nothing to draw)")
-    runs = [(n, s) for n in sizes for s in (range(1) if n == 0 else range(args.seeds))]
+    # seed by seed, so that a run cut short still has whole curves; each result is printed as it comes
+    runs = [(n, s) for s in range(args.seeds) for n in sizes if s == 0 or n > 0]
     started = time.perf_counter()
+    results: list[dict[str, float | int]] = []
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as ex:
         futures = [ex.submit(run_one, n, s, str(template), str(seed_file), str(work)) for n, s in runs]
-        results = [f.result() for f in futures]
+        for f in futures:
+            results.append(f.result())
+            print("run " + json.dumps(results[-1]), flush=True)
     shutil.rmtree(work, ignore_errors=True)
 
-    print(f"held-out real reports: {results[0]['heldout']}; total {time.perf_counter() - started:.0f} s")
+    print(f"total {time.perf_counter() - started:.0f} s")
+    report(results, sizes, args.png)
+    print(json.dumps({"results": results}))
+    return 0
+
+
+def report(results: list[dict[str, float | int]], sizes: list[int], png: str) -> None:
+    """The table (mean ± sd over the seeds run), the N where top-level accuracy reaches the goal, the plot."""
+    seeds = {n: sum(1 for r in results if r["n"] == n) for n in sizes}
+    print(f"held-out real reports: {results[0]['heldout']}; seeds per N: {seeds}")
     heads = ("top-level acc", "subcategory acc", "coverage", "precision")
     print(f"{'N':>5} | " + " | ".join(f"{h:>15}" for h in heads) + " | train s")
 
@@ -179,10 +199,8 @@ def main() -> int:
                    None)
     print(f"top-level accuracy first reaches {GOAL} (mean of seeds) at N = "
           + (str(reached) if reached is not None else f"none of {sizes} (not reached by N={sizes[-1]})"))
-    _plot(results, sizes, Path(args.png))
-    print(f"plot: {args.png}")
-    print(json.dumps({"reached_at": reached, "results": results}))
-    return 0
+    _plot(results, sizes, Path(png))
+    print(f"plot: {png}")
 
 
 if __name__ == "__main__":
