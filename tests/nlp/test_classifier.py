@@ -11,10 +11,12 @@ from nlp.bundled import bundle_key
 from nlp.loader import SEED_CORPUS_PATH
 from nlp.taxonomy import load_taxonomy
 
-# Figures documented in docs/nlp.md (training is deterministic: these are the measured values,
-# rounded down). The held-out real rows are the real corpus's `heldout` split.
-HELDOUT_TOP, HELDOUT_SUB, HELDOUT_PRECISION, HELDOUT_COVERAGE, HELDOUT_ECE = 0.80, 0.70, 0.90, 0.40, 0.06
-PHRASES_SUB, PHRASES_TOP = 0.70, 0.75
+# The figures docs/nlp.md states (the committed model is deterministic: they are its measured
+# values); a test allows TOLERANCE below them for float differences between platforms. The
+# held-out real rows are the real corpus's `heldout` split.
+HELDOUT_TOP, HELDOUT_SUB, HELDOUT_PRECISION, HELDOUT_COVERAGE, HELDOUT_ECE = 0.870, 0.800, 0.973, 0.612, 0.028
+PHRASES_SUB, PHRASES_TOP = 0.815, 0.851
+TOLERANCE = 0.005
 
 PROBES = [
     ("小区门口的路灯坏了好几天了", "0102"),
@@ -79,9 +81,9 @@ def test_heldout_figures_in_meta_are_what_the_model_does(bundled):
     for key in ("top_level_accuracy", "coverage", "precision_routed", "ece"):
         assert abs(m[key] - ev[key]) < 1e-9, key
     assert abs(m["accuracy"] - ev["subcategory_accuracy"]) < 1e-9
-    assert m["top_level_accuracy"] >= HELDOUT_TOP and m["accuracy"] >= HELDOUT_SUB
-    assert m["precision_routed"] >= HELDOUT_PRECISION and m["coverage"] >= HELDOUT_COVERAGE
-    assert m["ece"] <= HELDOUT_ECE
+    assert m["top_level_accuracy"] >= HELDOUT_TOP - TOLERANCE and m["accuracy"] >= HELDOUT_SUB - TOLERANCE
+    assert m["precision_routed"] >= HELDOUT_PRECISION - TOLERANCE and m["coverage"] >= HELDOUT_COVERAGE - TOLERANCE
+    assert m["ece"] <= HELDOUT_ECE + TOLERANCE
 
 
 def test_probes(bundled):
@@ -202,6 +204,7 @@ def test_missing_bundled_model_is_an_error_not_training(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # one fit over 13,000 rows: half a minute alone, minutes on a busy machine
 def test_heldout_phrases_accuracy(tmp_path):
     """Train without a quarter of the seed phrases (with the real reports, bundled parameters, as
     the bundled model); classify sentences built from the unseen phrases (docs/nlp.md)."""
@@ -221,7 +224,7 @@ def test_heldout_phrases_accuracy(tmp_path):
     sub = np.mean([p.code == r["label"] for p, r in zip(preds, test, strict=True)])
     top = np.mean([(p.parent_code or p.code) == r["label"][:2] for p, r in zip(preds, test, strict=True)])
     print(f"held-out phrases: n={len(test)} subcategory accuracy {sub:.3f}, top-level {top:.3f}")
-    assert sub >= PHRASES_SUB and top >= PHRASES_TOP
+    assert sub >= PHRASES_SUB - TOLERANCE and top >= PHRASES_TOP - TOLERANCE
 
 
 def test_keyword_rule_picks_subcategory_for_top_level_models(tmp_path):
