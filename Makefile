@@ -8,7 +8,7 @@ EDITABLE :=
 PYTEST_ARGS ?=
 LINTED := gateway channels nlp adapters grid tests bench
 
-.PHONY: run test lint check migrate clean
+.PHONY: run test lint check migrate clean model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,11 @@ test: $(VENV)/.dev-installed
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
-	$(BIN)/mypy gateway channels adapters grid
+	$(BIN)/mypy gateway channels adapters grid nlp
+
+# Rebuild the bundled classifier (nlp/data/model, committed) from the committed corpora.
+model: $(VENV)/.run-installed
+	$(BIN)/python -m nlp.bundled build
 
 migrate: $(VENV)/.run-installed
 	$(BIN)/gateway migrate

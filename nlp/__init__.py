@@ -21,10 +21,9 @@ def load_classifier(
     model_dir: str | Path | None = None,
     *,
     taxonomy_path: str | Path | None = None,
-    cache_dir: str | Path | None = None,
     runtime: str | None = None,
 ) -> TaxonomyClassifier:
     """A classifier for ``model_dir``, or the bundled default model (see ``nlp.loader``)."""
     from .loader import load_classifier as _load
 
-    return _load(model_dir, taxonomy_path=taxonomy_path, cache_dir=cache_dir, runtime=runtime)
+    return _load(model_dir, taxonomy_path=taxonomy_path, runtime=runtime)

@@ -122,3 +122,43 @@ def coverage_at(conf: np.ndarray, thresholds: np.ndarray, correct: np.ndarray) -
     cov = float(routed.mean()) if len(conf) else 0.0
     prec = float(correct[routed].mean()) if routed.any() else 1.0
     return cov, prec
+
+
+MIN_MAP_ROWS = 200  # fewer held-out predictions than this: the temperature alone calibrates
+
+
+def fit_confidence_map(conf: np.ndarray, correct: np.ndarray) -> tuple[list[float], list[float]] | None:
+    """A monotone map from the softmax confidence to the observed accuracy (isotonic regression on
+    held-out predictions), as the knots of a piecewise-linear function; None with too little data.
+
+    One temperature cannot fix a model that is under-confident in the middle and over-confident
+    at the top (the linear model's margins on long real texts); the map can, and being monotone it
+    keeps the order of predictions, so thresholds and rankings mean the same. Each block of the
+    isotonic fit gets its add-one smoothed accuracy ``(correct + 1) / (n + 2)``: a block where every
+    held-out prediction was right does not claim certainty (1.0) on what it has not seen.
+    """
+    from sklearn.isotonic import IsotonicRegression
+
+    if len(conf) < MIN_MAP_ROWS:
+        return None
+    order = np.argsort(conf, kind="stable")
+    c = np.asarray(conf, dtype=np.float64)[order]
+    ok = np.asarray(correct, dtype=np.float64)[order]
+    fitted = IsotonicRegression(increasing=True, out_of_bounds="clip").fit_transform(c, ok)
+    starts = np.flatnonzero(np.r_[True, fitted[1:] != fitted[:-1]])
+    ends = np.r_[starts[1:], len(c)]
+    xs: list[float] = []
+    ys: list[float] = []
+    best = 0.0
+    for a, b in zip(starts, ends, strict=True):
+        best = max(best, float((ok[a:b].sum() + 1) / (b - a + 2)))  # keep it monotone after smoothing
+        xs += [float(c[a]), float(c[b - 1])]
+        ys += [best, best]
+    return [0.0, *xs, 1.0], [ys[0], *ys, ys[-1]]
+
+
+def apply_confidence_map(conf: np.ndarray, knots: tuple[list[float], list[float]] | None) -> np.ndarray:
+    if knots is None:
+        return np.asarray(conf, dtype=np.float64)
+    out: np.ndarray = np.interp(conf, knots[0], knots[1])
+    return out

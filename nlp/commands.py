@@ -51,6 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     t.add_argument("--max-length", type=int, default=256, help="transformer: tokens per text")
     t.add_argument("--C", type=float, default=None, help="linear: SVM regularisation (default: tuned value)")
     t.add_argument(
+        "--bundled-params",
+        action="store_true",
+        help="linear: the bundled model's parameters and cross-validation (see nlp/bundled.py)",
+    )
+    t.add_argument(
         "--export-onnx",
         action="store_true",
         help="transformer: also export model.onnx and serve it with onnxruntime (CPU)",
@@ -91,6 +96,7 @@ def _err(msg: str) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .bundled import CV_FOLDS
     from .dataio import DataError, read_rows, select
     from .taxonomy import TaxonomyError, load_taxonomy
     from .train import train_model
@@ -135,6 +141,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .linear import LinearParams
 
         linear_params = LinearParams()
+        if args.bundled_params:
+            from .bundled import params
+
+            linear_params = params()
         if args.C is not None:
             linear_params.C = args.C
     else:
@@ -148,6 +158,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             max_length=args.max_length,
         )
     n_dev = len(dev.texts) if dev else 0
+    cal = train.calibration_rows()
+    if cal is not None:
+        print(f"origin column: {len(cal) - sum(cal)} generated rows train but never calibrate", file=sys.stderr)
     print(
         f"training {args.backend} on {len(train.texts)} examples, {len(set(train.labels))} labels"
         f"{f', dev {n_dev}' if n_dev else ', calibration by cross-validation'}",
@@ -167,6 +180,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         linear_params=linear_params,
         transformer_params=transformer_params,
         progress=not args.no_progress,
+        calibration_rows=train.calibration_rows(),
+        cv_folds=CV_FOLDS if args.bundled_params else 5,
     )
     summary = {
         "model_dir": str(args.out),
@@ -213,7 +228,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate(clf, ex.texts, ex.labels, out_dir=report_dir, title=f"Evaluation on {data}")
     for lb, v in metrics["per_class"].items():
         print(f"{lb}\tP={v['precision']:.3f}\tR={v['recall']:.3f}\tF1={v['f1']:.3f}\tn={v['support']}")
+    print(
+        f"accuracy {metrics['accuracy']:.4f} | macro-F1 {metrics['macro_f1']:.4f} | top-level accuracy "
+        f"{metrics['top_level_accuracy']:.4f} | auto-dispatch precision {metrics['precision_routed']:.4f} at "
+        f"coverage {metrics['coverage']:.4f} | ECE {metrics['ece']:.4f} (n={metrics['n']})"
+    )
     print(f"report: {metrics['report']}")
+    print(f"reliability diagram: {metrics['reliability_diagram']}")
     print(json.dumps(metrics, ensure_ascii=False))
     return EXIT_OK
 

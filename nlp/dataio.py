@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+ORIGIN_COL = "origin"  # optional: "generated" rows (the seed corpus) train but never calibrate
+GENERATED = "generated"
 
 
 class DataError(ValueError):
@@ -16,6 +19,11 @@ class DataError(ValueError):
 class Examples:
     texts: list[str]
     labels: list[str]
+    origins: list[str] = field(default_factory=list)  # the ``origin`` column, when the file has one
+
+    def calibration_rows(self) -> list[bool] | None:
+        """Rows whose held-out scores may calibrate: all but generated ones (None: all rows)."""
+        return [o != GENERATED for o in self.origins] if self.origins else None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -59,7 +67,8 @@ def select(
         missing = [c for c in (text_col, label_col if require_label else None, split_col) if c and c not in rows[0]]
         if missing:
             raise DataError(f"{source}: missing column(s) {', '.join(missing)}; has {', '.join(rows[0])}")
-    texts, labels = [], []
+    texts, labels, origins = [], [], []
+    has_origin = bool(rows) and ORIGIN_COL in rows[0]
     for r in rows:
         if split_col and split is not None and r.get(split_col, "") != split:
             continue
@@ -69,4 +78,6 @@ def select(
             continue
         texts.append(text)
         labels.append(label)
-    return Examples(texts, labels)
+        if has_origin:
+            origins.append((r.get(ORIGIN_COL) or "").strip())
+    return Examples(texts, labels, origins)

@@ -71,11 +71,78 @@ def evaluate(
         groups = sorted(set(g_gold) | set(g_pred))
         cm = confusion_matrix(g_gold, g_pred, labels=groups)
         _plot_confusion(cm, groups, out / "confusion_matrix.png", clf)
+        metrics["reliability"] = reliability_table(conf, correct_group)
+        plot_reliability(metrics["reliability"], out / "reliability.png", f"{clf.version}, n={len(preds)}")
         (out / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2), encoding="utf-8")
         (out / "report.md").write_text(_report(metrics, title, groups, cm), encoding="utf-8")
         metrics["report"] = str(out / "report.md")
         metrics["confusion_matrix"] = str(out / "confusion_matrix.png")
+        metrics["reliability_diagram"] = str(out / "reliability.png")
     return metrics
+
+
+def reliability_table(conf: np.ndarray, correct: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
+    """Per confidence bin (equal width): count, mean confidence and accuracy (top level)."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        m = idx == b
+        rows.append(
+            {
+                "low": float(edges[b]),
+                "high": float(edges[b + 1]),
+                "n": int(m.sum()),
+                "confidence": float(conf[m].mean()) if m.any() else 0.0,
+                "accuracy": float(correct[m].mean()) if m.any() else 0.0,
+            }
+        )
+    return rows
+
+
+def plot_reliability(table: list[dict[str, float]], path: Path, subtitle: str = "") -> None:
+    """The reliability diagram: accuracy against confidence per bin (the diagonal is perfect
+    calibration), with how many predictions fall in each bin."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    filled = [r for r in table if r["n"]]
+    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1, label="perfect calibration")
+    ax.bar(
+        [(r["low"] + r["high"]) / 2 for r in filled],
+        [r["accuracy"] for r in filled],
+        width=[r["high"] - r["low"] for r in filled],
+        alpha=0.6,
+        edgecolor="black",
+        label="accuracy",
+    )
+    ax.plot(
+        [r["confidence"] for r in filled],
+        [r["accuracy"] for r in filled],
+        "o-",
+        color="C3",
+        label="mean confidence vs accuracy",
+    )
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("top-level accuracy")
+    ax.set_title(f"reliability diagram\n{subtitle}", fontsize=9)
+    ax.legend(loc="upper left", fontsize=7)
+    hist.bar(
+        [(r["low"] + r["high"]) / 2 for r in table],
+        [r["n"] for r in table],
+        width=[r["high"] - r["low"] for r in table],
+        color="C0",
+        edgecolor="black",
+    )
+    hist.set_xlim(0, 1)
+    hist.set_xlabel("confidence")
+    hist.set_ylabel("predictions")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _plot_confusion(cm: np.ndarray, groups: list[str], path: Path, clf: TaxonomyClassifier) -> None:
@@ -125,8 +192,8 @@ def _report(m: dict[str, Any], title: str, groups: list[str], cm: np.ndarray) ->
         f"| macro-F1 | {m['macro_f1']:.4f} |",
         f"| top-level accuracy | {m['top_level_accuracy']:.4f} |",
         f"| expected calibration error | {m['ece']:.4f} |",
-        f"| coverage (auto-routed share) | {m['coverage']:.4f} |",
-        f"| precision of auto-routed (target {m['target_precision']}) | {m['precision_routed']:.4f} |",
+        f"| auto-dispatch coverage (share routed without a moderator) | {m['coverage']:.4f} |",
+        f"| auto-dispatch precision, top level (target {m['target_precision']}) | {m['precision_routed']:.4f} |",
         f"| flagged urgent | {m['urgent']} |",
         "",
         "## Per class",
@@ -136,6 +203,21 @@ def _report(m: dict[str, Any], title: str, groups: list[str], cm: np.ndarray) ->
     ]
     for lb, v in m["per_class"].items():
         lines.append(f"| {lb} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |")
+    if m.get("reliability"):
+        lines += [
+            "",
+            "## Reliability (top-level confidence)",
+            "",
+            "![reliability diagram](reliability.png)",
+            "",
+            "| confidence bin | predictions | mean confidence | accuracy |",
+            "| --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {r['low']:.1f}-{r['high']:.1f} | {r['n']} | {r['confidence']:.3f} | {r['accuracy']:.3f} |"
+            for r in m["reliability"]
+            if r["n"]
+        ]
     lines += [
         "",
         "## Confusion matrix (top level; rows gold, columns predicted)",

@@ -1,101 +1,63 @@
-"""``load_classifier``: a model directory, or the bundled default model trained from the seed corpus."""
+"""``load_classifier``: a model directory, or the bundled default model shipped in the package.
+
+The bundled model (``nlp/data/model``) is built by ``python -m nlp.bundled build`` from the
+committed corpora and committed with them; loading it never trains (a serving process must not
+spend minutes of CPU on training while residents wait). A missing bundled model is an error that
+says how to build it; a stale one (older than its corpora or training code) loads with a warning.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 from .model import TaxonomyClassifier, read_meta
-from .taxonomy import DEFAULT_TAXONOMY_PATH, Taxonomy, load_taxonomy
+from .taxonomy import Taxonomy, load_taxonomy
 
 SEED_CORPUS_PATH = Path(__file__).parent / "data" / "seed_corpus.jsonl"
-DEFAULT_CACHE_DIR = Path("var") / "models"
 
 log = logging.getLogger(__name__)
 
 
-def seed_params():  # noqa: ANN201 - LinearParams, imported lazily
-    """Linear parameters of the bundled model.
-
-    Unlike long web complaints, the seed corpus is short sentences over 147 subcategories, and a
-    resident's wording is often not in it: jieba words with the taxonomy's domain dictionary
-    generalise to unseen phrases much better than characters alone (phrases held out of training,
-    subcategory / top-level accuracy: 0.80 / 0.83 with words, 0.73 / 0.78 without).
-    """
-    from .linear import FeatureParams, LinearParams
-
-    return LinearParams(C=1.0, features=FeatureParams(word_weight=1.0))
+class ModelMissingError(FileNotFoundError):
+    """The bundled model is not in the package (a checkout where it was deleted or not built)."""
 
 
 _lock = threading.Lock()
-_loaded: dict[tuple[str, str, str, str], TaxonomyClassifier] = {}
+_loaded: dict[tuple[str, str, str], TaxonomyClassifier] = {}
 
 
-def bundled_model_key(taxonomy_path: str | Path | None = None) -> str:
-    """Hash of the seed corpus, the taxonomy and the training code version."""
-    from .train import CODE_VERSION
+def bundled_model_dir() -> Path:
+    """Where the bundled model lives (it may be missing)."""
+    from .bundled import BUNDLED_MODEL_DIR
 
-    h = hashlib.sha256()
-    h.update(SEED_CORPUS_PATH.read_bytes())
-    h.update(b"\x00")
-    h.update(Path(taxonomy_path or DEFAULT_TAXONOMY_PATH).read_bytes())
-    h.update(b"\x00" + CODE_VERSION.encode())
-    for name in ("linear.py", "ngrams.py", "segment.py", "train.py", "calibration.py", "loader.py"):
-        h.update((Path(__file__).parent / name).read_bytes())
-    return h.hexdigest()
+    return BUNDLED_MODEL_DIR
 
 
-def ensure_bundled_model(
-    cache_dir: str | Path | None = None, taxonomy_path: str | Path | None = None, *, progress: bool = False
-) -> Path:
-    """The directory of the bundled model, training it from the seed corpus if not cached yet."""
-    taxonomy = load_taxonomy(taxonomy_path)
-    key = bundled_model_key(taxonomy_path)
-    cache = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
-    target = cache / f"seed-{key[:16]}"
-    if (target / "meta.json").is_file():
-        return target
-    from .dataio import read_rows
-    from .train import train_model
+def _bundled(taxonomy: Taxonomy) -> Path:
+    from .bundled import BUNDLED_MODEL_DIR, is_current
 
-    rows = [r for r in read_rows(SEED_CORPUS_PATH) if r.get("label", "") in taxonomy and r.get("text")]
-    texts = [r["text"] for r in rows]
-    labels = [r["label"] for r in rows]
-    groups = [f"{r['label']}/{r.get('phrase', i)}" for i, r in enumerate(rows)]
-    if not texts:
-        raise ValueError(f"the seed corpus has no labels of taxonomy {taxonomy.path}")
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".seed-", dir=cache))
-    try:
-        train_model(
-            texts,
-            labels,
-            tmp / "model",
-            taxonomy=taxonomy,
-            seed=0,
-            cv_folds=3,
-            groups=groups,
-            linear_params=seed_params(),
-            progress=progress,
-            version_prefix="seed-",
+    path = BUNDLED_MODEL_DIR
+    if not (path / "meta.json").is_file():
+        raise ModelMissingError(f"the bundled model is missing ({path}): build it with `python -m nlp.bundled build`")
+    meta = read_meta(path)
+    if meta.get("taxonomy_sha256") != taxonomy.sha256:
+        raise ValueError(
+            f"the bundled model was trained for the bundled taxonomy, not {taxonomy.path}: "
+            "train a model for it (`gateway train DATA --out DIR`) and set GATEWAY_MODEL_DIR"
         )
-        try:
-            os.replace(tmp / "model", target)
-        except OSError:
-            if not (target / "meta.json").is_file():  # another process won the race only if it finished
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    if not is_current(path):
+        log.warning(
+            "the bundled model is older than its corpora or training code: run `python -m nlp.bundled build`",
+            extra={"model_dir": str(path)},
+        )
+    return path
 
 
-def _open(model_dir: Path, taxonomy: Taxonomy, runtime: str | None = None) -> TaxonomyClassifier:
+def open_model(model_dir: Path, taxonomy: Taxonomy, runtime: str | None = None) -> TaxonomyClassifier:
+    """Open a model directory (no caching; ``load_classifier`` caches)."""
     meta = read_meta(model_dir)
     if meta["backend"] == "linear":
         from .linear import LinearBackend
@@ -140,18 +102,15 @@ def load_classifier(
     model_dir: str | Path | None = None,
     *,
     taxonomy_path: str | Path | None = None,
-    cache_dir: str | Path | None = None,
     runtime: str | None = None,
 ) -> TaxonomyClassifier:
     """A ready classifier, loaded once per process for the same arguments.
 
-    ``model_dir`` None means the bundled default model: trained from ``nlp/data/seed_corpus.jsonl``
-    on first use (a few seconds) and cached under ``cache_dir`` (default ``./var/models``) in a
-    directory keyed by the hash of corpus, taxonomy and training code, so a changed corpus retrains.
+    ``model_dir`` None means the bundled default model (``nlp/data/model``, see ``nlp.bundled``).
     ``runtime`` (transformer models): ``"torch"`` or ``"onnx"`` (onnxruntime on ``model.onnx``, see
     ``nlp.onnx_export``); None: the directory's ``meta.json`` decides (torch unless exported).
     """
-    key = (str(model_dir or ""), str(taxonomy_path or ""), str(cache_dir or ""), str(runtime or ""))
+    key = (str(model_dir or ""), str(taxonomy_path or ""), str(runtime or ""))
     clf = _loaded.get(key)
     if clf is not None:
         return clf
@@ -159,7 +118,14 @@ def load_classifier(
         clf = _loaded.get(key)
         if clf is None:
             taxonomy = load_taxonomy(taxonomy_path)
-            path = Path(model_dir) if model_dir is not None else ensure_bundled_model(cache_dir, taxonomy_path)
-            clf = _open(path, taxonomy, runtime)
+            path = Path(model_dir) if model_dir is not None else _bundled(taxonomy)
+            clf = open_model(path, taxonomy, runtime)
             _loaded[key] = clf
     return clf
+
+
+def ensure_bundled_model(cache_dir: str | Path | None = None, taxonomy_path: str | Path | None = None) -> Path:
+    """The bundled model's directory. Kept for callers of the former train-on-first-use loader:
+    nothing is trained and ``cache_dir`` is not used."""
+    del cache_dir
+    return _bundled(load_taxonomy(taxonomy_path))

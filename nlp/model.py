@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .calibration import softmax
+from .calibration import apply_confidence_map, softmax
+from .inputs import NO_TEXT, NOT_CHINESE, input_problem
 from .segment import normalize
 from .taxonomy import Category, Taxonomy
 from .types import Candidate, Prediction
@@ -26,6 +27,7 @@ from .urgency import detect_urgency
 
 META_FILE = "meta.json"
 FORMAT = 1
+NEVER_ROUTED_GROUPS = frozenset({"99"})  # "other or unclear": a moderator's decision whatever the confidence
 
 
 class Backend(Protocol):
@@ -59,6 +61,18 @@ class LabelSpace:
                 agg[i, groups.index(t)] = 1.0
             return cls(labels, groups, agg, True)
         return cls(labels, labels, np.eye(len(labels)), False)
+
+    @property
+    def label_group(self) -> np.ndarray:
+        """The group index of each label."""
+        out: np.ndarray = self.agg.argmax(axis=1)
+        return out
+
+    def decide(self, probs: np.ndarray, gprobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: the chosen group (that of the best label) and its probability."""
+        pred = self.label_group[probs.argmax(axis=1)] if len(probs) else np.zeros(0, dtype=int)
+        conf = gprobs[np.arange(len(pred)), pred] if len(pred) else np.zeros(0)
+        return pred, conf
 
     def group_index(self, labels: Sequence[str], taxonomy: Taxonomy | None) -> np.ndarray:
         """Index into ``groups`` of each gold label (-1 where unknown)."""
@@ -96,6 +110,8 @@ class TaxonomyClassifier:
         self.version: str = str(meta["version"])
         self.space = LabelSpace.build(backend.labels, taxonomy)
         self.temperature = float(meta.get("temperature", 1.0))
+        cmap = meta.get("confidence_map")
+        self.confidence_map = (list(cmap["x"]), list(cmap["y"])) if cmap else None
         self.thresholds: dict[str, float] = {k: float(v) for k, v in meta.get("thresholds", {}).items()}
         self.default_threshold = float(meta.get("default_threshold", 0.5))
         self._kw_cache: dict[str, Any] = {}
@@ -112,10 +128,11 @@ class TaxonomyClassifier:
         return self.thresholds.get(group, self.default_threshold)
 
     def probabilities(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray, Any]:
+        """Normalized texts, label probabilities and calibrated group (top-level) probabilities."""
         normalized = [normalize(t or "") for t in texts]
         logits, ctx = self.backend.logits(normalized)
         probs = softmax(np.asarray(logits, dtype=np.float64), self.temperature)
-        return normalized, probs, probs @ self.space.agg, ctx
+        return normalized, probs, apply_confidence_map(probs @ self.space.agg, self.confidence_map), ctx
 
     def classify(self, texts: Sequence[str]) -> list[Prediction]:
         if isinstance(texts, str):
@@ -123,25 +140,53 @@ class TaxonomyClassifier:
         if not texts:
             return []
         normalized, probs, gprobs, ctx = self.probabilities(texts)
-        return [self._predict(i, normalized[i], probs[i], gprobs[i], ctx) for i in range(len(texts))]
+        out = []
+        for i, text in enumerate(normalized):
+            problem = input_problem(text)
+            out.append(self._unreadable(problem) if problem else self._predict(i, text, probs[i], gprobs[i], ctx))
+        return out
+
+    def _unreadable(self, problem: str) -> Prediction:
+        """No guess: a text with no words, or not in Chinese, goes to moderators with the reason."""
+        why = {NO_TEXT: "no text to classify (empty or photo only)", NOT_CHINESE: "the text is not (mostly) Chinese"}[
+            problem
+        ]
+        return Prediction(
+            code="",
+            name="",
+            parent_code=None,
+            parent_name=None,
+            confidence=0.0,
+            top_k=(),
+            explanation=f"{why}: a moderator decides",
+            needs_review=True,
+            priority="P3",
+            urgent=False,
+            model_version=self.version,
+            set_by="input",
+            review_reason=problem,
+        )
 
     def _predict(self, row: int, text: str, probs: np.ndarray, gprobs: np.ndarray, ctx: Any) -> Prediction:
         tax = self.taxonomy if self.space.taxonomy_based else None
         groups = self.space.groups
-        order = np.argsort(-gprobs, kind="stable")
-        g = int(order[0])
+        # The top level is that of the best label; its confidence is the calibrated probability
+        # of the whole top level. (The top level with the largest summed probability would favour
+        # categories with many subcategories: on held-out real reports it is right less often.)
+        best_label = int(np.argmax(probs))
+        g = int(self.space.label_group[best_label])
         group = groups[g]
         conf = float(gprobs[g])
+        order = [g, *(j for j in np.argsort(-gprobs, kind="stable") if j != g)]
         top_k = tuple(
             Candidate(groups[j], tax.name_of(groups[j]) if tax else groups[j], round(float(gprobs[j]), 4))
             for j in order[:3]
         )
         members = self._label_sets.get(g, [])
-        best_label = max(members, key=lambda i: probs[i]) if members else int(np.argmax(probs))
         label = self.space.labels[best_label]
         feats = self.backend.top_features(ctx, row, best_label)
         threshold = self.threshold_for(group)
-        needs_review = conf < threshold
+        needs_review = conf < threshold or (self.space.taxonomy_based and group in NEVER_ROUTED_GROUPS)
         parts = [f"{group} {tax.name_of(group) if tax else group} p={conf:.2f}"]
         if feats:
             parts[0] += " (" + ", ".join(feats) + ")"
@@ -152,7 +197,7 @@ class TaxonomyClassifier:
             if sub_members:
                 best_sub = max(sub_members, key=lambda i: probs[i])
                 code = self.space.labels[best_sub]
-                within = float(probs[best_sub] / max(conf, 1e-12))
+                within = float(probs[best_sub] / max(float(probs[members].sum()), 1e-12))
                 parts.append(f"subcategory {code} {tax.name_of(code)} by model ({within:.2f} within {group})")
             else:
                 hit = keyword_subcategory(tax.category(group), text)
@@ -162,6 +207,8 @@ class TaxonomyClassifier:
                 else:
                     parts.append("no subcategory rule fired")
 
+        if group in NEVER_ROUTED_GROUPS and tax is not None:
+            parts.append(f"{group} always goes to moderators")
         urgent_hits = detect_urgency(text)
         urgent = bool(urgent_hits)
         if urgent:
@@ -198,6 +245,7 @@ class TaxonomyClassifier:
             set_by=set_by,
             label=label,
             threshold=round(threshold, 4),
+            review_reason="low_confidence" if needs_review else None,
         )
 
 

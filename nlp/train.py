@@ -7,7 +7,7 @@ import json
 import platform
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,15 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from .calibration import choose_thresholds, coverage_at, expected_calibration_error, fit_temperature, softmax
-from .model import Backend, LabelSpace, write_meta
+from .calibration import apply_confidence_map, choose_thresholds, fit_confidence_map, fit_temperature, softmax
+from .model import NEVER_ROUTED_GROUPS, Backend, LabelSpace, write_meta
 from .segment import normalize
 from .taxonomy import Taxonomy
 
-CODE_VERSION = "2"  # bump when features or training change in a way that invalidates models
+CODE_VERSION = "3"  # bump when features or training change in a way that invalidates models
+NEVER = 1.01  # a threshold no confidence reaches
 
 
-def _progress(enabled: bool):  # noqa: ANN202 - small local helper
+def _progress(enabled: bool) -> Callable[[str], None]:
     def say(msg: str) -> None:
         if enabled:
             print(f"[train] {msg}", flush=True)
@@ -75,14 +76,23 @@ def train_model(
     groups: Sequence[str] | None = None,
     progress: bool = False,
     version_prefix: str = "",
+    sample_weight: Sequence[float] | None = None,
+    calibration_rows: Sequence[bool] | None = None,
 ) -> dict[str, Any]:
     """Train a model into ``out_dir`` (replaced if it exists) and return its metadata.
 
     Calibration (the softmax temperature) and the per-category thresholds are fitted on held-out
     scores. Linear backend: the out-of-fold scores of ``cv_folds``-fold cross validation over the
     training data (rows sharing a ``groups`` value stay in one fold; ``cv_folds`` < 2 turns it
-    off) pooled with the full model's scores of ``dev_texts`` when given. Transformer backend:
-    ``dev_texts``, else a held-out 10 % of the training data.
+    off) pooled with the full model's scores of ``dev_texts`` when given; the text features are
+    fitted inside each fold. ``calibration_rows`` (a mask over ``texts``) limits the cross-validation
+    to those rows (e.g. real reports, never generated sentences): the other rows are in every
+    fold's training data and calibrate nothing. ``sample_weight`` weights the rows in training.
+    Transformer backend: ``dev_texts``, else a held-out 10 % of the training data.
+
+    The metadata records only figures measured on held-out scores (``calibration``: the
+    cross-validated top-level accuracy); coverage and precision are measured by ``evaluate`` on
+    data the thresholds were not chosen from.
     """
     if len(texts) != len(labels) or not texts:
         raise ValueError("need the same positive number of texts and labels")
@@ -136,6 +146,7 @@ def train_model(
         params_l = linear_params or LinearParams()
         norm = _normalize_all(texts, progress, "normalize")
         y = np.asarray([index[lb] for lb in labels])
+        cal_mask = np.ones(len(texts), dtype=bool) if calibration_rows is None else np.asarray(calibration_rows, bool)
         model_backend, oof = train_linear(
             norm,
             y,
@@ -146,14 +157,17 @@ def train_model(
             cv_folds=cv_folds,
             groups=groups,
             progress=say,
+            sample_weight=None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64),
+            cv_rows=None if calibration_rows is None else cal_mask,
+            label_groups=space.agg.argmax(axis=1).tolist() if space.taxonomy_based else None,
         )
         # Held-out scores for calibration and thresholds: out-of-fold scores of the training data
         # and the full model's scores of the dev data, pooled (more evidence, steadier thresholds).
         parts: list[np.ndarray] = []
         cal_gold = []
         if oof is not None:
-            parts.append(oof)
-            cal_gold.extend(labels)
+            parts.append(oof[cal_mask])
+            cal_gold.extend(lb for lb, m in zip(labels, cal_mask, strict=True) if m)
         if dev_texts is not None and dev_labels is not None:
             parts.append(model_backend.logits(_normalize_all(dev_texts, progress, "normalize dev"))[0])
             cal_gold.extend(dev_labels)
@@ -172,21 +186,27 @@ def train_model(
     # nearly uniform over many labels and favour top-level categories with many subcategories).
     default_t = 0.1 if backend == "linear" else 1.0
     temperature = fit_temperature(cal_logits, gold_group, space.agg) if len(gold_group) else default_t
-    gprobs = softmax(cal_logits, temperature) @ space.agg if len(gold_group) else np.zeros((0, len(space.groups)))
-    pred = gprobs.argmax(axis=1) if len(gold_group) else np.zeros(0, dtype=int)
-    conf = gprobs.max(axis=1) if len(gold_group) else np.zeros(0)
+    probs = softmax(cal_logits, temperature) if len(gold_group) else np.zeros((0, len(label_list)))
+    pred, conf = space.decide(probs, probs @ space.agg)
     correct = pred == gold_group
+    conf_map = fit_confidence_map(conf, correct)
+    conf = apply_confidence_map(conf, conf_map)
     pred_names = [space.groups[i] for i in pred]
-    thresholds, default_threshold = choose_thresholds(conf, pred_names, correct, target_precision)
-    thr_arr = np.asarray([thresholds.get(p, default_threshold) for p in pred_names])
-    cov, prec = coverage_at(conf, thr_arr, correct)
+    # Predictions of a group that never routes (99: fits no category) choose no threshold.
+    never = {g for g in space.groups if space.taxonomy_based and g in NEVER_ROUTED_GROUPS}
+    routable = np.asarray([p not in never for p in pred_names], dtype=bool)
+    thresholds, default_threshold = choose_thresholds(
+        conf[routable],
+        [p for p, r in zip(pred_names, routable, strict=True) if r],
+        correct[routable],
+        target_precision,
+    )
+    thresholds.update({g: NEVER for g in never})
     cal_metrics = {
         "source": _cal_source(backend, dev_texts is not None, cv_folds),
         "n": int(len(gold_group)),
+        # held-out (out-of-fold / dev) predictions; the argmax does not depend on the temperature
         "top_level_accuracy": float(correct.mean()) if len(correct) else None,
-        "ece": expected_calibration_error(conf, correct) if len(correct) else None,
-        "coverage": cov,
-        "precision_routed": prec,
     }
 
     fingerprint = data_fingerprint(
@@ -199,6 +219,8 @@ def train_model(
             "code": CODE_VERSION,
             "taxonomy": taxonomy.sha256 if taxonomy else None,
             "dev": data_fingerprint(list(dev_texts or []), list(dev_labels or [])),
+            "weights": None if sample_weight is None else [round(float(w), 6) for w in sample_weight],
+            "calibration_rows": None if calibration_rows is None else [bool(m) for m in calibration_rows],
         },
     )
     version = f"{version_prefix}{model_backend_kind}-{fingerprint[:12]}"
@@ -217,6 +239,7 @@ def train_model(
         "taxonomy_sha256": taxonomy.sha256 if taxonomy is not None else None,
         "taxonomy_name": taxonomy.name if taxonomy is not None else None,
         "temperature": temperature,
+        "confidence_map": {"x": conf_map[0], "y": conf_map[1]} if conf_map else None,
         "target_precision": target_precision,
         "thresholds": thresholds,
         "default_threshold": default_threshold,

@@ -23,13 +23,16 @@ class Prediction:
     confidence: float  # calibrated probability of the top-level prediction
     top_k: tuple[Candidate, ...]  # top 3 top-level candidates, best first
     explanation: str
-    needs_review: bool  # confidence below the category's threshold
+    needs_review: bool  # a moderator decides: see review_reason
     priority: str  # P1..P4; P1 whenever an urgency rule fires
     urgent: bool
     model_version: str
-    set_by: str  # "model" or "rule"
+    set_by: str  # "model", "rule" (an urgency rule chose the category) or "input" (no category: see review_reason)
     label: str = ""  # the model's own label (for a subcategory model: the argmax subcategory)
     threshold: float = 0.0  # the auto-routing threshold that applied
+    # why a moderator must decide: "low_confidence" (confidence below the category's threshold),
+    # "no_text" (empty or photo-only) or "not_chinese" (another language or script); None: routable
+    review_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -29,17 +29,29 @@ from gateway.tasks.runners import InProcessRunner
 from grid.index import SAMPLE_PATH
 
 ROOT = Path(__file__).resolve().parent.parent
-IN_CI = os.environ.get("CI", "").lower() == "true"
+# CI services set CI=true; people and other runners write CI=1 or CI=yes: all of them mean CI.
+IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}
 PG_HOST, PG_PORT = os.environ.get("TEST_PG_HOST", "127.0.0.1"), int(os.environ.get("TEST_PG_PORT", "5432"))
 PG_ADMIN = os.environ.get("TEST_PG_ADMIN_URL", f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
 
 
 def unavailable(reason: str) -> None:
-    """Skip, or fail under CI=true, when something a test needs is missing."""
+    """Skip, or fail under CI (CI=true, 1 or yes), when something a test needs is missing."""
     if IN_CI:
-        pytest.fail(f"{reason} (CI=true: a missing service or ../shared is a failure, not a skip)")
+        pytest.fail(f"{reason} (CI: a missing service, dependency or ../shared is a failure, not a skip)")
     pytest.skip(reason)
+
+
+def require_module(name: str) -> Any:
+    """Import an optional dependency, or skip (fail under CI) naming it: ``pytest.importorskip``
+    would skip silently under CI too."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        unavailable(f"{name} is not installed ({exc}): install the extra that provides it")
 
 
 def run_sync(coro: Any) -> Any:
@@ -61,7 +73,7 @@ def _reachable(host: str, port: int) -> bool:
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    path = ROOT.parent / "shared"
+    path = Path(os.environ.get("GATEWAY_SHARED_DIR") or ROOT.parent / "shared")  # as bench/ reads it
     if not path.is_dir():
         unavailable(f"{path} not found: tests that read ../shared (datasets, conformance vectors) need it")
     return path

@@ -35,7 +35,7 @@ def check_header(out: str, modes: str) -> None:
     assert re.search(r"^machine\n  platform .+\n  cpu_model .+\n  cpu_count", out, re.MULTILINE), out
     assert "load_average" in out
     assert f"{REQUESTS} reports per mode, 2 in flight, 2 warm-up reports first" in out
-    assert re.search(r"classifier: the bundled model seed-\S+", out)
+    assert re.search(r"classifier: the bundled model default-\S+", out)
     assert f"modes: {modes}" in out
 
 

@@ -280,5 +280,5 @@ async def test_wechat_report_to_rating_on_celery_and_redis(
         )
     assert closed is not None and closed.note == "idle timeout"
     # Classified in the worker by the bundled model, which it loaded from the settings.
-    assert final.category_set_by == "model" and (final.category_model_version or "").startswith("seed-")
+    assert final.category_set_by == "model" and (final.category_model_version or "").startswith("default-")
     assert (final.category_code or "").startswith("01")  # 市政公用设施 (street lights)

@@ -153,7 +153,7 @@ def _model_info(settings: Settings) -> dict[str, Any]:
         return {"version": "placeholder", "note": "占位分类器：所有案件进入人工审核"}
     model_dir = settings.model_dir or _bundled_dir(settings.var_dir / "models")
     if model_dir is None or not (model_dir / "meta.json").is_file():
-        return {"version": "bundled (not trained yet)", "note": "首次分类时训练内置模型"}
+        return {"version": "bundled (missing)", "note": "内置模型缺失：运行 python -m nlp.bundled build"}
     meta = _read_json(model_dir / "meta.json")
     info: dict[str, Any] = {
         "version": meta.get("version", "?"),
@@ -161,7 +161,7 @@ def _model_info(settings: Settings) -> dict[str, Any]:
         "trained_on": (meta.get("train") or {}).get("n"),
         "figures": {},
     }
-    cal = meta.get("calibration") or {}
+    cal = meta.get("evaluation") or meta.get("calibration") or {}  # held-out figures of the bundled model
     for key in ("top_level_accuracy", "coverage", "precision_routed", "ece"):
         if isinstance(cal.get(key), int | float):
             info["figures"][key] = cal[key]
@@ -178,8 +178,12 @@ def _model_info(settings: Settings) -> dict[str, Any]:
 
 
 def _bundled_dir(cache: Path) -> Path | None:
-    found = sorted(cache.glob("seed-*/meta.json"), key=lambda p: p.stat().st_mtime) if cache.is_dir() else []
-    return found[-1].parent if found else None
+    """The bundled model shipped in the nlp package (``cache`` is no longer used)."""
+    try:
+        from nlp.loader import bundled_model_dir
+    except ImportError:
+        return None
+    return bundled_model_dir()
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -23,6 +23,8 @@ from nlp.pii import mask_pii
 LOCAL_TZ = timezone(timedelta(hours=8), "CST")  # China Standard Time, no daylight saving
 PAGE_SIZE = 50
 REASONS = {
+    "no_text": "没有文字描述（空白或仅图片）",
+    "not_chinese": "非中文内容",
     "unclassified": "未能自动分类",
     "low_confidence": "分类置信度低",
     "duplicate": "可能重复",
@@ -160,9 +162,11 @@ def reasons_of(report: Report, duplicates: list[Duplicate]) -> list[tuple[str, s
     entry = next((h for h in reversed(report.history) if h.to_status == Status.NEEDS_REVIEW), None)
     if entry is not None and entry.from_status in (Status.READY, Status.DISPATCHED, Status.ACCEPTED):
         found.append("returned")
+    if report.category_set_by in ("no_text", "not_chinese"):
+        found.append(report.category_set_by)
     if not report.category_code or report.category_set_by == "placeholder":
         found.append("unclassified")
-    elif report.category_set_by == "model" and (entry is None or entry.note != "urgent"):
+    elif report.category_set_by == "model" and _below_threshold(report):
         found.append("low_confidence")
     top = (report.category_candidates or [{}])[0].get("code")
     own_top = report.category_parent or report.category_code
@@ -171,6 +175,16 @@ def reasons_of(report: Report, duplicates: list[Duplicate]) -> list[tuple[str, s
     if duplicates or report.duplicate_of:
         found.append("duplicate")
     return [(key, REASONS[key]) for key in dict.fromkeys(found)]
+
+
+def _below_threshold(report: Report) -> bool:
+    """The classifier's confidence was below its category's threshold: the pipeline then sends the
+    classified report to review with the note "low confidence" (not for duplicates, urgent or
+    returned reports, which are in the queue for those reasons)."""
+    return any(
+        h.from_status == Status.CLASSIFIED and h.to_status == Status.NEEDS_REVIEW and h.note == "low confidence"
+        for h in report.history
+    )
 
 
 def _queue_stmt(flt: QueueFilter) -> Select[Any]:

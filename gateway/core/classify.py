@@ -26,7 +26,7 @@ class Classification:
     priority: str
     urgent: bool
     model_version: str
-    set_by: str
+    set_by: str  # model | rule | placeholder | no_text | not_chinese (no category: an input check sent it to review)
     candidates: list[dict[str, Any]] = field(default_factory=list)
     explanation: str = ""
     parent_name: str | None = None
@@ -57,25 +57,28 @@ class PlaceholderClassifier:
 
 
 class NlpClassifier:
-    """The ``nlp`` package's classifier, loaded on first use in a worker thread."""
+    """The ``nlp`` package's classifier, loaded on first use in a worker thread (loading never
+    trains: the bundled model ships in the package). ``cache_dir`` is not used any more."""
 
-    def __init__(self, model_dir: Path | None, taxonomy: Path | None, cache_dir: Path) -> None:
-        self._args = (model_dir, taxonomy, cache_dir)
+    def __init__(self, model_dir: Path | None, taxonomy: Path | None, cache_dir: Path | None = None) -> None:
+        self._args = (model_dir, taxonomy)
         self._model: Any = None
         self._lock = threading.Lock()
 
     def _load(self) -> Any:
         with self._lock:
             if self._model is None:
-                model_dir, taxonomy, cache_dir = self._args
-                self._model = load_classifier(model_dir, taxonomy_path=taxonomy, cache_dir=cache_dir)
+                model_dir, taxonomy = self._args
+                self._model = load_classifier(model_dir, taxonomy_path=taxonomy)
             return self._model
 
     def _classify_sync(self, text: str) -> Classification:
         pred = self._load().classify([text])[0]
+        # An input the model must not guess on (no text, not Chinese) has no code; set_by names why.
+        unreadable = pred.set_by == "input"
         return Classification(
-            code=pred.code,
-            name=pred.name,
+            code=pred.code or None,
+            name=pred.name or None,
             parent=pred.parent_code,
             parent_name=pred.parent_name,
             confidence=float(pred.confidence),
@@ -83,7 +86,7 @@ class NlpClassifier:
             priority=pred.priority,
             urgent=bool(pred.urgent),
             model_version=pred.model_version,
-            set_by=pred.set_by,
+            set_by=str(pred.review_reason) if unreadable else pred.set_by,
             candidates=[{"code": c.code, "name": c.name, "confidence": float(c.confidence)} for c in pred.top_k],
             explanation=pred.explanation,
         )

@@ -133,3 +133,36 @@ async def test_overview_counts_the_queue_and_its_waiting_time(app_client, users,
     assert sum(charts["by_channel"]["网上民声"]) == 2  # channels by their Chinese names
     assert charts["queue_size"][-1] == 1
     assert any(k.startswith("01") for k in charts["by_category"])
+
+
+def _queued(set_by: str, code: str | None, note: str, *, urgent: bool = False):
+    from gateway.lifecycle import Status
+
+    from gateway.db import History, Report
+
+    report = Report(
+        category_code=code,
+        category_parent=code[:2] if code else None,
+        category_set_by=set_by,
+        category_candidates=[{"code": code[:2], "confidence": 0.9}] if code else [],
+        urgent=urgent,
+    )
+    report.history = [
+        History(actor="system", action="status", from_status=Status.RECEIVED, to_status=Status.CLASSIFIED),
+        History(
+            actor="system", action="status", from_status=Status.CLASSIFIED, to_status=Status.NEEDS_REVIEW, note=note
+        ),
+    ]
+    return report
+
+
+def test_low_confidence_badge_only_below_the_threshold():
+    """Only a report the pipeline sent to review for its confidence gets "low confidence"; a
+    confident one waiting as a possible duplicate does not (issue 12)."""
+    from gateway.console.queue import reasons_of
+
+    keys_of = lambda r: [k for k, _ in reasons_of(r, [])]  # noqa: E731
+    assert keys_of(_queued("model", "0102", "low confidence")) == ["low_confidence"]
+    assert keys_of(_queued("model", "0102", "possible duplicate of ZW20261130000001")) == []
+    assert keys_of(_queued("no_text", None, "low confidence")) == ["no_text", "unclassified"]
+    assert keys_of(_queued("not_chinese", None, "low confidence")) == ["not_chinese", "unclassified"]

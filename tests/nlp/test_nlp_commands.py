@@ -82,6 +82,10 @@ def test_train_evaluate_classify_csv(tmp_path, data_csv, capsys):
     assert {"accuracy", "macro_f1", "ece", "coverage", "per_class"} <= set(last)
     assert last["n"] == 4  # test split only
     assert Path(last["report"]).is_file() and Path(last["confusion_matrix"]).stat().st_size > 1000
+    assert Path(last["reliability_diagram"]).stat().st_size > 1000
+    assert sum(r["n"] for r in last["reliability"]) == last["n"]
+    assert "auto-dispatch precision" in stdout and "at coverage" in stdout and "ECE" in stdout
+    assert "reliability.png" in Path(last["report"]).read_text(encoding="utf-8")
     assert "macro-F1" in Path(last["report"]).read_text(encoding="utf-8")
 
     rc, stdout, _ = run(["classify", "--model", str(out), "路灯不亮", "老板拖欠工资"], capsys)
@@ -139,16 +143,10 @@ def test_jsonl_and_separate_dev(tmp_path, capsys):
     assert rc == 0 and json.loads(stdout.strip().splitlines()[-1])["accuracy"] == 1.0
 
 
-def test_classify_bundled_from_stdin(monkeypatch, capsys, model_cache, tmp_path):
+def test_classify_bundled_from_stdin(monkeypatch, capsys, tmp_path):
     import io
 
-    from nlp import load_classifier
-
-    load_classifier(cache_dir=model_cache)  # trained once per session
     monkeypatch.chdir(tmp_path)
-    import nlp.loader as loader
-
-    monkeypatch.setattr(loader, "DEFAULT_CACHE_DIR", model_cache)
     monkeypatch.setattr("sys.stdin", io.StringIO('小区门口的路灯坏了\n{"text": "楼道里有很浓的煤气味"}\n'))
     rc, stdout, _ = run(["classify", "--mask-pii"], capsys)
     lines = [json.loads(x) for x in stdout.strip().splitlines()]

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import require_module
 from tests.nlp.test_transformer import ROWS, tiny_base  # noqa: F401 - tiny_base is a fixture
 
 pytestmark = pytest.mark.transformer
@@ -48,7 +49,7 @@ def _train(tmp_path: Path, base: Path, *extra: str) -> Path:
 
 @pytest.fixture()
 def trained(tmp_path, tiny_base):  # noqa: F811 - the imported fixture
-    pytest.importorskip("onnxruntime")
+    require_module("onnxruntime")
     return _train(tmp_path, tiny_base)
 
 
@@ -99,7 +100,7 @@ def test_runtime_choice(trained):
 
 
 def test_cli_export_onnx(tmp_path, tiny_base):  # noqa: F811 - the imported fixture
-    pytest.importorskip("onnxruntime")
+    require_module("onnxruntime")
     from nlp import load_classifier
     from nlp.onnx_export import OnnxBackend
 

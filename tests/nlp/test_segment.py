@@ -33,5 +33,15 @@ def test_segmenter_is_built_once_per_dictionary():
 
 
 def test_import_does_not_load_jieba_dictionary():
-    # the module keeps segmenters in a cache that only get_segmenter fills
-    assert isinstance(seg._segmenters, dict)
+    """Importing and normalizing load no jieba; the first get_segmenter does (in a fresh process)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import nlp.segment as s; s.normalize('路灯坏了'); "
+        "before = ('jieba' in sys.modules, len(s._segmenters)); s.get_segmenter(['井盖']); "
+        "print(before, ('jieba' in sys.modules, len(s._segmenters)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "(False, 0) (True, 1)"
+    assert seg.get_segmenter(["井盖"]) is seg._segmenters[("井盖",)]

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require_module
+
 pytestmark = pytest.mark.transformer
 
 ROWS = [
@@ -20,8 +22,8 @@ ROWS = [
 
 @pytest.fixture()
 def tiny_base(tmp_path: Path) -> Path:
-    pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    require_module("torch")
+    transformers = require_module("transformers")
     chars = sorted({c for t, _ in ROWS for c in t} | set("的了有我门口楼道煤气味"))
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]
     base = tmp_path / "tiny-bert"
