@@ -18,6 +18,7 @@ when the committed model is stale. Serving never trains: ``load_classifier()`` o
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import shutil
@@ -64,8 +65,9 @@ def bundle_key(taxonomy_path: str | Path | None = None) -> str:
     for path in (SEED_CORPUS_PATH, REAL_CORPUS_PATH, Path(taxonomy_path or DEFAULT_TAXONOMY_PATH)):
         h.update(path.read_bytes())
         h.update(b"\x00")
-    for name in _CODE_FILES:
-        h.update((Path(__file__).parent / name).read_bytes())
+    for name in _CODE_FILES:  # the syntax tree, so reformatting the code does not make the model stale
+        source = (Path(__file__).parent / name).read_text(encoding="utf-8")
+        h.update(ast.dump(ast.parse(source)).encode())
     return h.hexdigest()
 
 

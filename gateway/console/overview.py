@@ -24,6 +24,7 @@ from gateway.core.lifecycle import Status
 from gateway.db import Database, History, Report
 from gateway.dispatch.stats import compute_stats
 from gateway.settings import Settings
+from nlp.loader import bundled_model_dir
 
 DAYS = 30
 
@@ -179,10 +180,6 @@ def _model_info(settings: Settings) -> dict[str, Any]:
 
 def _bundled_dir(cache: Path) -> Path | None:
     """The bundled model shipped in the nlp package (``cache`` is no longer used)."""
-    try:
-        from nlp.loader import bundled_model_dir
-    except ImportError:
-        return None
     return bundled_model_dir()
 
 
