@@ -137,7 +137,6 @@ async def test_overview_counts_the_queue_and_its_waiting_time(app_client, users,
 
 def _queued(set_by: str, code: str | None, note: str, *, urgent: bool = False):
     from gateway.core.lifecycle import Status
-
     from gateway.db import History, Report
 
     report = Report(
