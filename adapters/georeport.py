@@ -59,8 +59,12 @@ def definition_json(service: Service) -> dict[str, Any]:
     return {"service_code": service.code, "attributes": []}
 
 
-def request_json(report: Any, service: Service | None, hint: str | None, public_url: str) -> dict[str, Any]:
-    """A report as a GeoReport ``request`` (the spec's field order)."""
+def request_json(
+    report: Any, service: Service | None, hint: str | None, public_url: str, *, extensions: bool = False
+) -> dict[str, Any]:
+    """A report as a GeoReport ``request`` (the spec's fields, in its order). With ``extensions``
+    (the client asked ``extensions=true``, Open311's extension convention) the grid unit and its
+    path of names follow in ``extended_attributes``; without, the shape is the spec's exactly."""
     closed = report.status in CLOSED
     notes = None
     if report.status == "merged" and report.duplicate_of:
@@ -72,7 +76,7 @@ def request_json(report: Any, service: Service | None, hint: str | None, public_
     if media:
         first = media[0]
         media_url = first.url if first.url else f"{public_url.rstrip('/')}/api/v1/reports/{report.case_number}"
-    return {
+    item: dict[str, Any] = {
         "service_request_id": report.case_number,
         "status": "closed" if closed else "open",
         "status_notes": notes,
@@ -90,10 +94,13 @@ def request_json(report: Any, service: Service | None, hint: str | None, public_
         "lat": report.location_lat,
         "long": report.location_lng,
         "media_url": media_url,
-        # Extra fields (GeoReport v2 clients ignore them): the grid unit and its path of names.
-        "grid_code": report.grid_code,
-        "grid_path": " / ".join(step["name"] for step in report.grid_path) if report.grid_path else None,
     }
+    if extensions:
+        item["extended_attributes"] = {
+            "grid_code": report.grid_code,
+            "grid_path": " / ".join(step["name"] for step in report.grid_path) if report.grid_path else None,
+        }
+    return item
 
 
 def created_json(case_number: str, notice: str | None) -> dict[str, Any]:
@@ -133,7 +140,9 @@ def to_xml(root: str, item: str | None, items: Sequence[Mapping[str, Any]] | Map
 def _fill(parent: ET.Element, fields: Mapping[str, Any]) -> None:
     for key, value in fields.items():
         child = ET.SubElement(parent, key)
-        if isinstance(value, list):
+        if isinstance(value, Mapping):
+            _fill(child, value)
+        elif isinstance(value, list):
             singular = {"attributes": "attribute", "values": "value", "endpoints": "endpoint", "formats": "format"}
             for entry in value:
                 if isinstance(entry, Mapping):

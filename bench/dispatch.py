@@ -49,6 +49,8 @@ sys.path.insert(0, str(ROOT))  # the repository, for `adapters` and `nlp`
 from _machine import print_machine  # noqa: E402 - bench/ is sys.path[0] when run as a script
 
 from adapters import dispatch  # noqa: E402
+from grid.index import GridIndex  # noqa: E402
+from grid.units import Level  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 HOOK = "/hooks/dispatch"
@@ -64,10 +66,25 @@ TEXTS = (
 )
 
 
+def _unit_points() -> list[tuple[float, float]]:
+    """One point inside each grid unit (网格) of the bundled sample grid, as (lat, lng) in WGS-84:
+    reports land in the grid (one outside every unit would wait for a moderator), and neighbouring
+    units lie about 1 km apart, so the duplicate check (300 m) holds none back."""
+    index = GridIndex.sample()
+    points = []
+    for unit in index.units:
+        if unit.level is Level.GRID and unit.geometry is not None:
+            p = unit.geometry.representative_point()
+            points.append((round(p.y, 6), round(p.x, 6)))
+    return points
+
+
+UNIT_POINTS = _unit_points()
+
+
 def payload(i: int) -> dict[str, Any]:
-    """A complaint the bundled model routes to dispatch with confidence. Reports lie about 1 km
-    apart, so the duplicate check (300 m) never holds one back for a moderator."""
-    lat, lng = 22.40 + (i // 60) * 0.01, 113.70 + (i % 60) * 0.01
+    """A complaint the bundled model routes to dispatch with confidence, in a unit of the grid."""
+    lat, lng = UNIT_POINTS[i % len(UNIT_POINTS)]
     return {"text": TEXTS[i % len(TEXTS)].format(i=i), "location": {"lat": lat, "lng": lng, "address": f"测试路{i}号"}}
 
 

@@ -297,8 +297,10 @@ def test_request_json_has_the_spec_fields_in_order() -> None:
 
     item = request_json(R(), None, "0102", "http://gw")
     assert list(item)[:3] == ["service_request_id", "status", "status_notes"]
-    assert list(item)[-2:] == ["grid_code", "grid_path"]  # extra fields after the spec's
-    assert (item["grid_code"], item["grid_path"]) == ("440309004008", "龙华区 / 上芬社区")
+    assert list(item)[-1] == "media_url"  # the spec's fields only, unless the client asks for extensions
+    extended = request_json(R(), None, "0102", "http://gw", extensions=True)
+    assert list(extended)[:-1] == list(item)
+    assert extended["extended_attributes"] == {"grid_code": "440309004008", "grid_path": "龙华区 / 上芬社区"}
     assert (item["status"], item["status_notes"], item["service_code"]) == (
         "closed",
         "Duplicate of ZW20261126000009",

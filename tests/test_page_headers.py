@@ -12,4 +12,5 @@ async def test_report_pages_have_csp_and_no_framing(client: Any) -> None:
         resp = await client.get(path)
         assert resp.headers["X-Frame-Options"] == "DENY", path
         csp = resp.headers["Content-Security-Policy"]
-        assert "frame-ancestors 'none'" in csp and "script-src" not in csp and "default-src 'none'" in csp
+        assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]

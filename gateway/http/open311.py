@@ -197,11 +197,12 @@ def _requests_response(request: web.Request, fmt: str, reports: Sequence[Report]
 
     services = _services(request)
     public = request.app[keys.SETTINGS].public_url
+    extensions = request.query.get("extensions", "").lower() == "true"
     body = []
     for report in reports:
         hint = _hint(report)
         service = services.get(report.category_code or "") or services.get(hint or "")
-        item = open311.request_json(report, service, hint, public)
+        item = open311.request_json(report, service, hint, public, extensions=extensions)
         item["description"] = mask_pii(item["description"] or "")  # a public list: no phone numbers
         body.append(item)
     return _respond(fmt, body, "service_requests", "request")

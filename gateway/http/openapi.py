@@ -54,6 +54,9 @@ ROUTES: dict[str, dict[str, dict[str, Any]]] = {
             parameters=[_path_param("name")],
         )
     },
+    "/static/report_locate.js": {
+        "get": _op("The report form's one script (use my location)", "reports", {"200": "JavaScript"})
+    },
     "/media/{sha256}": {
         "get": _op(
             "A stored photo, voice note or video",

@@ -1,8 +1,9 @@
 """Security headers on the public HTML pages (``/report``, its status and rating pages).
 
 The console sets its own (``gateway.console.auth.HEADERS``); the media route its own sandbox.
-The resident pages use no script and only their own inline styles, so the policy forbids
-scripts entirely, framing (clickjacking of the rating form) and forms posting elsewhere
+The resident pages use only their own inline styles and one script file of ours (the form's
+"use my location", ``/static/report_locate.js``): no inline script runs, and the policy forbids
+framing (clickjacking of the rating form) and forms posting elsewhere
 (issue 13, item 9).
 """
 
@@ -13,7 +14,8 @@ from aiohttp import web
 from gateway.http.middlewares import Handler
 
 HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; "
+    "img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",

@@ -6,6 +6,7 @@ import hashlib
 import json
 import secrets
 from datetime import datetime
+from pathlib import Path
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -169,5 +170,23 @@ async def status_page(request: web.Request) -> web.Response:
     return aiohttp_jinja2.render_template("report_status.html", request, ctx)
 
 
+LOCATE_JS = Path(__file__).parent / "static" / "report_locate.js"
+
+
+async def locate_js(request: web.Request) -> web.Response:
+    """The form's one script ("use my location"): a file, so the page's CSP allows only 'self'."""
+    return web.Response(
+        body=LOCATE_JS.read_bytes(),
+        content_type="application/javascript",
+        charset="utf-8",
+        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
+
+
 def routes() -> list[web.AbstractRouteDef]:
-    return [web.get("/report", form), web.post("/report", submit), web.get("/report/{case}", status_page)]
+    return [
+        web.get("/report", form),
+        web.post("/report", submit),
+        web.get("/report/{case}", status_page),
+        web.get("/static/report_locate.js", locate_js),
+    ]
