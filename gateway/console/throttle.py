@@ -42,9 +42,15 @@ class LoginThrottle:
         self._counters: OrderedDict[str, tuple[int, float, float]] = OrderedDict()
 
     async def attempt(self, limits: dict[str, int]) -> int:
-        """Count one attempt on every key; the seconds to wait (0: go ahead and check the password)."""
-        waits = [await self._hit(key, limit) for key, limit in limits.items()]
-        return max(waits, default=0)
+        """Count one attempt on each key in turn; the seconds to wait (0: go ahead and check the
+        password). The first key that refuses ends the count: a refused attempt does not use up
+        the next key's allowance (parallel attempts refused per user must not lock out the IP's
+        next, legitimate one, whatever order they reach Redis in)."""
+        for key, limit in limits.items():
+            wait = await self._hit(key, limit)
+            if wait:
+                return wait
+        return 0
 
     async def succeeded(self, keys: list[str]) -> None:
         """A correct password: these keys' counters start again."""
