@@ -1,16 +1,28 @@
-"""How fast the WeChat callback answers, next to a bare aiohttp handler on the same machine.
+"""WeChat intake beside a minimal reference handler, in one run on one machine.
 
-WeChat waits 5 s for the passive reply (被动回复) and then retries; this drives
-``POST /channels/wechat`` with signed text messages (distinct MsgId and sender each, so every
-request stores a message and a draft report: the full verify → parse → intake → commit → ack
-path) at increasing concurrency, and prints throughput and p50/p99 latency beside a bare
-aiohttp handler that only reads the body and answers ``success``. Each server runs in its own
-process; the client is this process.
+WeChat waits 5 s for the passive reply (被动回复), then retries three times and gives up. This
+drives ``POST /channels/wechat`` with signed text messages, each from a new resident (distinct
+MsgId and sender: every request stores a message and a draft report, the full verify → parse →
+intake → commit → reply path), for ``--duration`` seconds at ``--connections`` connections, and
+the same load against the reference:
 
-    .venv/bin/python bench/wechat.py [--requests 400] [--concurrency 1,8,32,64] [--database-url URL]
+- ``reference``: the minimal handler that does the same honest work, written here: signature
+  check and message parse with wechatpy, one INSERT committed before answering (SQLite: sqlite3
+  in WAL mode, ``synchronous=FULL`` like the gateway, so both acknowledge only what is on disk;
+  PostgreSQL: one asyncpg INSERT from a pool), passive reply rendered by wechatpy;
+- ``gateway``: the real app on the same database kind (``classifier=placeholder``: intake, not
+  the model; ``--cold`` uses the bundled model and starts the load the moment the port opens).
 
-Default database: a fresh SQLite file (embedded mode). Pass a ``postgresql+asyncpg://`` URL for
-the production backend. Not a test: it prints figures.
+It prints throughput and p50/p99 of each, the ratios gateway/reference, the RSS of a serving
+process and whether it loaded torch, and checks that every answered message was stored.
+
+    python bench/wechat.py                                   # SQLite, 10 s, 32 connections
+    python bench/wechat.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/test --processes 1,2
+    python bench/wechat.py --cold                            # a fresh first start, no warm-up
+
+The load comes from ``wrk`` (a Lua script makes each request distinct) when it is installed
+(Debian: ``apt install wrk``), else from an aiohttp client in this process, which costs about as
+much CPU as the server it measures: the figures say which.
 """
 
 from __future__ import annotations
@@ -19,22 +31,67 @@ import argparse
 import asyncio
 import multiprocessing
 import os
-import platform
+import re
+import shutil
 import socket
-import statistics
+import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import ClientSession, TCPConnector, web
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for `gateway`
+from _machine import print_machine  # noqa: E402 - bench/ is sys.path[0] when run as a script
 
 from channels.wechat import signature  # noqa: E402
 
 TOKEN = "benchtoken"
+NONCE = "1"
+PATH = "/channels/wechat"
 WECHAT_LIMIT_S = 5.0
+TEXT = "小区门口的路灯坏了好几天了，晚上很黑"
+LUA = """
+local counter = 0
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+function init(args)
+  path = args[1]
+  run = args[2]
+end
+function request()
+  counter = counter + 1
+  local id = string.format("%s%d%09d", run, tid, counter)
+  local body = "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[oBENCH" .. id ..
+    "]]></FromUserName><CreateTime>" .. os.time() .. "</CreateTime><MsgType><![CDATA[text]]></MsgType>" ..
+    "<Content><![CDATA[TEXT]]></Content><MsgId>" .. id .. "</MsgId></xml>"
+  return wrk.format("POST", path, {["Content-Type"] = "text/xml"}, body)
+end
+""".replace("TEXT", TEXT)
+
+
+@dataclass
+class Result:
+    label: str
+    rate: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    answered: int = 0  # 2xx answers
+    errors: int = 0  # other answers and socket errors
+    stored: int = 0
+    rss_mib: float = 0.0
+    torch: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- servers
 
 
 def _free_port() -> int:
@@ -43,127 +100,342 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _serve(kind: str, port: int, var_dir: str, database_url: str) -> None:
+def reference_app(database_url: str, var_dir: str) -> web.Application:
+    """Signature check, wechatpy parse, one committed INSERT, wechatpy passive reply."""
+    from wechatpy import parse_message
+    from wechatpy.exceptions import InvalidSignatureException
+    from wechatpy.replies import TextReply
+    from wechatpy.utils import check_signature
+
+    app = web.Application()
+    pg = database_url.startswith("postgresql")
+    state: dict[str, Any] = {}
+
+    async def startup(app: web.Application) -> None:
+        if pg:
+            import asyncpg
+
+            dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
+            state["pool"] = await asyncpg.create_pool(dsn, min_size=4, max_size=10)
+        else:
+            conn = sqlite3.connect(f"{var_dir}/reference.db", isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            state["sqlite"] = conn
+
+    async def cleanup(app: web.Application) -> None:
+        if pg:
+            await state["pool"].close()
+        else:
+            state["sqlite"].close()
+
+    async def handler(request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            check_signature(TOKEN, q.get("signature", ""), q.get("timestamp", ""), q.get("nonce", ""))
+        except InvalidSignatureException:
+            return web.Response(status=403)
+        msg = parse_message(await request.read())
+        row = (str(msg.id), msg.source, getattr(msg, "content", ""), int(msg.create_time.timestamp()))
+        if pg:
+            await state["pool"].execute(
+                "INSERT INTO ref_messages (msg_id, sender, content, created) VALUES ($1, $2, $3, $4)", *row
+            )
+        else:
+            conn = state["sqlite"]
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO ref_messages (msg_id, sender, content, created) VALUES (?, ?, ?, ?)", row)
+            conn.execute("COMMIT")
+        reply = TextReply(content=f"已收到，编号 {msg.id}", message=msg).render()
+        return web.Response(body=reply.encode(), content_type="application/xml")
+
+    app.on_startup.append(startup)
+    app.on_cleanup.append(cleanup)
+    app.router.add_post(PATH, handler)
+    return app
+
+
+def reference_schema(database_url: str, var_dir: str) -> None:
+    sql = "CREATE TABLE ref_messages (id {pk}, msg_id TEXT UNIQUE NOT NULL, sender TEXT, content TEXT, created BIGINT)"
+    if database_url.startswith("postgresql"):
+        asyncio.run(_pg(database_url, [sql.format(pk="BIGSERIAL PRIMARY KEY")]))
+    else:
+        with sqlite3.connect(f"{var_dir}/reference.db") as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(sql.format(pk="INTEGER PRIMARY KEY"))
+
+
+async def _pg(url: str, statements: list[str], fetch: str | None = None) -> Any:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        for sql in statements:
+            await conn.execute(sql)
+        return await conn.fetchval(fetch) if fetch else None
+    finally:
+        await conn.close()
+
+
+def gateway_app(database_url: str, var_dir: str, cold: bool) -> web.Application:
+    from gateway.core.classify import PlaceholderClassifier
+    from gateway.http.app import create_app
+    from gateway.settings import ENV_PREFIX, Settings
+
+    for name in [n for n in os.environ if n.startswith(ENV_PREFIX)]:
+        del os.environ[name]  # only the values below count
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        var_dir=Path(var_dir),
+        database_url=database_url or f"sqlite+aiosqlite:///{var_dir}/gateway.db",
+        classifier="bundled" if cold else "placeholder",
+        log_format="json",
+        log_level="WARNING",
+        wechat_token=TOKEN,
+        wechat_api_base="http://127.0.0.1:9/cgi-bin/",  # never called: text messages only
+    )
+    return create_app(settings, classifier=None if cold else PlaceholderClassifier(), migrate=True)
+
+
+def serve(kind: str, port: int, var_dir: str, database_url: str, cold: bool) -> None:
     import logging
 
     logging.disable(logging.INFO)
-    if kind == "bare":
-
-        async def handler(request: web.Request) -> web.Response:
-            await request.read()
-            return web.Response(text="success")
-
-        app = web.Application()
-        app.router.add_post("/channels/wechat", handler)
-    else:
-        from gateway.core.classify import PlaceholderClassifier
-        from gateway.http.app import create_app
-        from gateway.settings import Settings
-
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            var_dir=Path(var_dir),
-            database_url=database_url or f"sqlite+aiosqlite:///{var_dir}/bench.db",
-            classifier="placeholder",
-            log_format="text",
-            log_level="WARNING",
-            wechat_token=TOKEN,
-            wechat_api_base="http://127.0.0.1:9/cgi-bin/",  # never called: text messages only
-        )
-        app = create_app(settings, classifier=PlaceholderClassifier(), migrate=True)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    app = reference_app(database_url, var_dir) if kind == "reference" else gateway_app(database_url, var_dir, cold)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, reuse_port=True)
 
 
-def _body(i: int, run: str) -> bytes:
-    return (
-        f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[oBENCH{run}{i:08d}]]>"
-        f"</FromUserName><CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
-        f"<Content><![CDATA[小区门口路灯不亮，第{i}号]]></Content><MsgId>{run}{i:010d}</MsgId></xml>"
-    ).encode()
-
-
-async def _drive(port: int, n: int, concurrency: int, run: str) -> tuple[list[float], float]:
-    latencies: list[float] = []
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(n):
-        queue.put_nowait(i)
-
-    async def worker(session: ClientSession) -> None:
-        while not queue.empty():
-            i = queue.get_nowait()
-            ts, nonce = str(int(time.time())), str(i)
-            params = {"signature": signature(TOKEN, ts, nonce), "timestamp": ts, "nonce": nonce}
-            started = time.perf_counter()
-            async with session.post(f"http://127.0.0.1:{port}/channels/wechat", data=_body(i, run), params=params) as r:
-                await r.read()
-                if r.status != 200:
-                    raise RuntimeError(f"HTTP {r.status}")
-            latencies.append(time.perf_counter() - started)
-
-    async with ClientSession(connector=TCPConnector(limit=concurrency)) as session:
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-        return latencies, time.perf_counter() - started
-
-
-def _wait_port(port: int, timeout: float = 60) -> None:
+def _wait_port(port: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
-            time.sleep(0.1)
+            time.sleep(0.05)
     raise RuntimeError(f"server on {port} did not start")
 
 
-def _pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=400, help="requests per concurrency level")
-    parser.add_argument("--concurrency", default="1,8,32,64")
-    parser.add_argument("--database-url", default="")
-    args = parser.parse_args()
-    levels = [int(c) for c in args.concurrency.split(",")]
-    print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}")
-    print(f"python {platform.python_version()}, database: {args.database_url or 'sqlite (temporary file)'}")
-    results: dict[str, dict[int, tuple[list[float], float]]] = {}
-    ctx = multiprocessing.get_context("spawn")
-    with tempfile.TemporaryDirectory() as var_dir:
-        for kind in ("bare", "gateway"):
-            port = _free_port()
-            server = ctx.Process(target=_serve, args=(kind, port, var_dir, args.database_url), daemon=True)
-            server.start()
-            try:
-                _wait_port(port)
-                asyncio.run(_drive(port, 20, 4, "9"))  # warm up (migrations done, connections open)
-                results[kind] = {c: asyncio.run(_drive(port, args.requests, c, str(c))) for c in levels}
-            finally:
-                server.terminate()
-                server.join(10)
-    print(
-        f"{'conc':>5} {'gw req/s':>9} {'gw p50 ms':>10} {'gw p99 ms':>10} {'bare req/s':>11} "
-        f"{'bare p50':>9} {'bare p99':>9} {'p99 ratio':>10}"
-    )
-    worst = 0.0
-    for c in levels:
-        gw, gw_wall = results["gateway"][c]
-        bare, bare_wall = results["bare"][c]
-        worst = max(worst, _pct(gw, 0.99))
-        print(
-            f"{c:>5} {len(gw) / gw_wall:>9.0f} {_pct(gw, 0.5):>10.2f} {_pct(gw, 0.99):>10.2f} "
-            f"{len(bare) / bare_wall:>11.0f} {_pct(bare, 0.5):>9.2f} {_pct(bare, 0.99):>9.2f} "
-            f"{_pct(gw, 0.99) / max(_pct(bare, 0.99), 1e-9):>10.1f}"
+def _proc_status(pid: int) -> tuple[float, bool]:
+    """RSS in MiB and whether the process mapped a torch library."""
+    try:
+        rss_kib = next(
+            int(line.split()[1])
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if line.startswith("VmRSS:")
         )
-    print(
-        f"worst gateway p99: {worst:.1f} ms = {worst / (WECHAT_LIMIT_S * 10):.2f}% of WeChat's 5 s limit"
-        f" (mean of all: {statistics.mean(x for r in results['gateway'].values() for x in r[0]) * 1000:.1f} ms)"
-    )
+        torch = "torch" in Path(f"/proc/{pid}/maps").read_text()
+    except (OSError, StopIteration):
+        return 0.0, False
+    return rss_kib / 1024, torch
+
+
+# --------------------------------------------------------------------------- load
+
+
+def _query() -> str:
+    ts = str(int(time.time()))
+    return f"{PATH}?signature={signature(TOKEN, ts, NONCE)}&timestamp={ts}&nonce={NONCE}"
+
+
+def load_wrk(port: int, seconds: float, connections: int, run: str, workdir: str) -> Result:
+    script = Path(workdir) / "wechat.lua"
+    script.write_text(LUA, encoding="utf-8")
+    query = _query()
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "10s", "-s", str(script),
+         f"http://127.0.0.1:{port}{query}", "--", query, run],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    result = Result("")
+    result.rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    result.errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(int(g) for g in sock.groups()) if sock else 0)
+    result.answered = total - (int(non2xx.group(1)) if non2xx else 0)
+    result.p50_ms = _wrk_ms(re.search(r"50%\s+([\d.]+)(us|ms|s)", out))
+    result.p99_ms = _wrk_ms(re.search(r"99%\s+([\d.]+)(us|ms|s)", out))
+    return result
+
+
+def _wrk_ms(m: re.Match[str] | None) -> float:
+    if m is None:
+        return float("nan")
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def _body(i: int, run: str) -> bytes:
+    ident = f"{run}{i:09d}"
+    return (
+        f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[oBENCH{ident}]]>"
+        f"</FromUserName><CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+        f"<Content><![CDATA[{TEXT}]]></Content><MsgId>{ident}</MsgId></xml>"
+    ).encode()
+
+
+async def _load_python(port: int, seconds: float, connections: int, run: str) -> Result:
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(10**9))
+    deadline = time.perf_counter() + seconds
+    query = _query()
+
+    async def worker(session: ClientSession) -> None:
+        nonlocal errors
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            async with session.post(f"http://127.0.0.1:{port}{query}", data=_body(next(counter), run)) as r:
+                await r.read()
+                if r.status == 200:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    errors += 1
+
+    async with ClientSession(connector=TCPConnector(limit=connections)) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(connections)))
+        wall = time.perf_counter() - started
+    latencies.sort()
+    result = Result("", rate=len(latencies) / wall, answered=len(latencies), errors=errors)
+    if latencies:
+        result.p50_ms = latencies[len(latencies) // 2] * 1000
+        result.p99_ms = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000
+    return result
+
+
+def load(client: str, port: int, seconds: float, connections: int, run: str, workdir: str) -> Result:
+    if client == "wrk":
+        return load_wrk(port, seconds, connections, run, workdir)
+    return asyncio.run(_load_python(port, seconds, connections, run))
+
+
+# --------------------------------------------------------------------------- a target
+
+
+def stored_count(kind: str, database_url: str, var_dir: str) -> int:
+    table = "ref_messages" if kind == "reference" else "messages"
+    sql = f"SELECT count(*) FROM {table}"  # noqa: S608 - a constant table name
+    if database_url.startswith("postgresql"):
+        return int(asyncio.run(_pg(database_url, [], fetch=sql)))
+    name = "reference.db" if kind == "reference" else "gateway.db"
+    with sqlite3.connect(f"{var_dir}/{name}") as conn:
+        return int(conn.execute(sql).fetchone()[0])
+
+
+def run_target(label: str, kind: str, processes: int, database_url: str, args: argparse.Namespace) -> Result:
+    ctx = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="bench-wechat-") as var_dir:
+        if kind == "reference":
+            reference_schema(database_url, var_dir)
+        port = _free_port()
+        servers = []
+        try:
+            for n in range(processes):
+                server = ctx.Process(target=serve, args=(kind, port, var_dir, database_url, args.cold), daemon=True)
+                server.start()
+                servers.append(server)
+                if n == 0 and not (args.cold and kind == "gateway"):
+                    _wait_port(port)  # the first process migrates; the others start on a ready schema
+            if args.cold and kind == "gateway":
+                _wait_port(port)  # a fresh first start: the load begins the moment the port opens
+            else:
+                time.sleep(1.0)
+                load(args.client, port, 2, 8, "9", var_dir)  # warm-up, not measured
+            warm = stored_count(kind, database_url, var_dir)
+            result = load(args.client, port, args.duration, args.connections, "1", var_dir)
+            result.label = label
+            time.sleep(0.5)
+            result.stored = stored_count(kind, database_url, var_dir) - warm
+            result.rss_mib, result.torch = _proc_status(servers[0].pid or 0)
+        finally:
+            for server in servers:
+                server.terminate()
+            for server in servers:
+                server.join(10)
+    return result
+
+
+def fresh_pg(url: str, name: str) -> str:
+    """A database of its own on the given server (dropped by ``drop_pg``)."""
+    base, _, _ = url.rpartition("/")
+    asyncio.run(_pg(url, [f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"']))
+    return f"{base}/{name}"
+
+
+def drop_pg(url: str, name: str) -> None:
+    asyncio.run(_pg(url, [f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)']))
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per target (default 10)")
+    parser.add_argument("--connections", type=int, default=32, help="connections (default 32)")
+    parser.add_argument("--database-url", default="", help="postgresql+asyncpg://… (default: SQLite files)")
+    parser.add_argument("--processes", default="1", help="gateway serving processes, e.g. 1,2 (PostgreSQL)")
+    parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument("--cold", action="store_true", help="gateway from a fresh first start, bundled model")
+    args = parser.parse_args(argv)
+    if args.client == "auto":
+        args.client = "wrk" if shutil.which("wrk") else "python"
+    counts = [int(p) for p in args.processes.split(",")]
+    pg = args.database_url.startswith("postgresql")
+    if not pg and counts != [1]:
+        parser.error("several serving processes need PostgreSQL (SQLite: one per database file)")
+    print_machine()
+    print(f"\nWeChat intake: {args.connections} connections, {args.duration:g} s per target, client {args.client}")
+    print(f"  database: {'PostgreSQL' if pg else 'SQLite (WAL, synchronous=FULL), temporary files'}")
+    print("  every request a new resident's text message (a new draft report in the gateway)")
+    if args.cold:
+        print("  gateway: fresh first start with the bundled model, load from the moment the port opens")
+    if args.client == "python":
+        print("  note: the aiohttp client shares the CPUs with the servers; install wrk for lighter load")
+    results: list[Result] = []
+    targets = [("reference", "reference", 1)] + [
+        (f"gateway ×{n}" if len(counts) > 1 or n > 1 else "gateway", "gateway", n) for n in counts
+    ]
+    for i, (label, kind, n) in enumerate(targets):
+        url = args.database_url
+        name = f"bench_wechat_{os.getpid()}_{i}"
+        if pg:
+            url = fresh_pg(args.database_url, name)
+        try:
+            results.append(run_target(label, kind, n, url, args))
+        finally:
+            if pg:
+                drop_pg(args.database_url, name)
+    return 0 if report(results, args) else 1
+
+
+def report(results: list[Result], args: argparse.Namespace) -> bool:
+    print(f"\n{'target':<12} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'answered':>9} {'stored':>8} {'errors':>7} "
+          f"{'RSS MiB':>8} {'torch':>6}")
+    for r in results:
+        print(f"{r.label:<12} {r.rate:>8.0f} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f} {r.answered:>9} {r.stored:>8} "
+              f"{r.errors:>7} {r.rss_mib:>8.0f} {'yes' if r.torch else 'no':>6}")
+    ref = results[0]
+    ok = True
+    print("\nratios (same run)")
+    for r in results[1:]:
+        print(f"  {r.label}/reference: throughput {r.rate / ref.rate:.2f}, p99 {r.p99_ms / ref.p99_ms:.2f}× "
+              f"(p99 {r.p99_ms:.1f} ms = {r.p99_ms / (WECHAT_LIMIT_S * 10):.2f}% of WeChat's 5 s)")
+    gateways = [r for r in results[1:]]
+    if len(gateways) > 1:
+        one = gateways[0]
+        for r in gateways[1:]:
+            print(f"  {r.label}/{one.label}: throughput {r.rate / one.rate:.2f}")
+    for r in results:
+        # Every answered message is stored (requests in flight at the end may be stored unanswered).
+        if r.stored < r.answered:
+            print(f"  LOST: {r.label} answered {r.answered} but stored {r.stored}")
+            ok = False
+    print("  every answered message stored" if ok else "  some answered messages were not stored")
+    return ok
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -20,6 +20,12 @@ class Metrics:
         self.reports_created = Counter(
             "gateway_reports_created", "Reports created by channel", ["channel"], registry=self.registry
         )
+        self.intake_refused = Counter(
+            "gateway_intake_refused",
+            "Intakes answered 503 because too many were in flight (intake_max_in_flight)",
+            ["channel"],
+            registry=self.registry,
+        )
         self.report_transitions = Counter(
             "gateway_report_transitions",
             "Report status changes by channel and new status",

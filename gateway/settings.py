@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AnyHttpUrl, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from grid.datum import parse_channel_datums
@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     # --- intake ---
     case_prefix: str = "ZW"
     session_window_s: int = 300
+    # Intake (gateway/core/intake.py): concurrent intakes of a process are committed in batches of
+    # at most intake_batch_max; PostgreSQL runs up to intake_parallel_batches at once (SQLite one).
+    # Beyond intake_max_in_flight intakes waiting, channels answer at once with what their provider
+    # retries (HTTP 503 + Retry-After) instead of queueing past the provider's time-out.
+    intake_batch_max: int = Field(default=64, ge=1, le=1000)
+    intake_parallel_batches: int = Field(default=4, ge=1, le=64)
+    intake_max_in_flight: int = Field(default=512, ge=1)
     max_json_bytes: int = 1 << 20
     max_photo_bytes: int = 5 << 20
     max_photos: int = 6

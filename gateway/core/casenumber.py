@@ -13,6 +13,7 @@ report's transaction and leaves no gap. The date is the deployment's local date
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -50,8 +51,61 @@ async def next_case_number(session: AsyncSession, prefix: str, now: datetime, tz
     return format_case_number(prefix, day, value)
 
 
-def _bump(insert: Any, prefix: str, day: str) -> Any:
-    stmt = insert(CaseCounter).values(prefix=prefix, day=day, value=1)
+def _bump(insert: Any, prefix: str, day: str, n: int = 1) -> Any:
+    stmt = insert(CaseCounter).values(prefix=prefix, day=day, value=n)
     return stmt.on_conflict_do_update(
-        index_elements=[CaseCounter.prefix, CaseCounter.day], set_={"value": CaseCounter.value + 1}
+        index_elements=[CaseCounter.prefix, CaseCounter.day], set_={"value": CaseCounter.value + n}
     ).returning(CaseCounter.value)
+
+
+def bump(dialect: str, prefix: str, day: str, n: int) -> Any:
+    """The statement that takes ``n`` numbers of the day's sequence and returns the last one."""
+    return _bump(postgresql.insert if dialect == "postgresql" else sqlite.insert, prefix, day, n)
+
+
+def local_day(now: datetime, tz: timezone = CST) -> str:
+    return now.astimezone(tz).strftime("%Y%m%d")
+
+
+class CaseBlocks:
+    """Case numbers taken from the counter a block at a time (PostgreSQL's batch intake).
+
+    One autocommitted bump per ``size`` numbers instead of one per report, so the counter row is
+    not a lock every report of the day queues on. Numbers a batch did not use go back to the
+    process's stock; what is left in stock when the process stops is a gap in the sequence (the
+    sequence is unique and increasing per process, not gap-free: the same holds for a report
+    transaction that fails).
+    """
+
+    def __init__(self, engine: AsyncEngine, prefix: str, *, size: int = 200, tz: timezone = CST) -> None:
+        self.engine = engine
+        self.prefix = prefix
+        self.size = size
+        self.tz = tz
+        self._stock: dict[str, list[int]] = {}  # day -> numbers in hand, highest first
+        self._lock = asyncio.Lock()
+
+    async def take(self, n: int, now: datetime) -> list[str]:
+        day = local_day(now, self.tz)
+        async with self._lock:
+            for other in [d for d in self._stock if d != day]:
+                del self._stock[other]  # yesterday's numbers are never handed out today
+            stock = self._stock.setdefault(day, [])
+            if len(stock) < n:
+                want = max(self.size, n - len(stock))
+                async with self.engine.connect() as conn:
+                    conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    last = (await conn.execute(bump("postgresql", self.prefix, day, want))).scalar_one()
+                stock.extend(range(last - want + 1, last + 1))
+                stock.sort(reverse=True)
+            taken = [stock.pop() for _ in range(n)]
+        return [format_case_number(self.prefix, day, v) for v in taken]
+
+    def give_back(self, numbers: list[str], now: datetime) -> None:
+        day = local_day(now, self.tz)
+        head = f"{self.prefix}{day}"
+        stock = self._stock.get(day)
+        if stock is None:
+            return
+        stock.extend(int(c[len(head) :]) for c in numbers if c.startswith(head))
+        stock.sort(reverse=True)

@@ -5,8 +5,8 @@ database cannot store (``gateway.db.UnstorableValue``), a ``BadPayload`` from a 
 or PostgreSQL's "data exception" class (SQLSTATE 22: value too long, invalid byte sequence, out of
 range), is the caller's value all the same: a 400 naming the problem, never a 500 (issue 13).
 Answers are JSON under ``/api/``, GeoReport errors under ``/open311/``, plain text elsewhere.
-One failure of ours is answered here too: a database pool exhausted under load is a 503 with
-``Retry-After``, not a 500 with a traceback.
+One failure of ours is answered here too: intake saturated (``Overloaded``) or a database pool
+exhausted under load is a 503 with ``Retry-After``, not a 500 with a traceback or a hang.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from adapters import georeport as open311
 from channels.errors import BadPayload
+from gateway.core.intake import Overloaded
 from gateway.db import UnstorableValue
 from gateway.http.middlewares import Handler
 
@@ -41,10 +42,12 @@ async def caller_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return _answer(request, str(exc), {})
     except BadPayload as exc:
         return _answer(request, str(exc), exc.fields)
-    except SQLAlchemyTimeoutError:
-        # Our failure, not the caller's: no database connection came free in time (overload).
-        # A 503 with Retry-After tells providers and clients to come back, and logs no traceback.
-        log.warning("request refused: database busy", extra={"path": request.path})
+    except (SQLAlchemyTimeoutError, Overloaded):
+        # Our failure, not the caller's: intake is saturated, or no database connection came free
+        # in time. A 503 with Retry-After at once tells providers (WeChat and Twilio retry on an
+        # error status) and clients to come back, instead of a hang until their time-out; nothing
+        # was stored, so nothing was acknowledged.
+        log.warning("request refused: busy", extra={"path": request.path})
         headers = {"Retry-After": "5"}
         if request.path.startswith("/api/"):
             return web.json_response({"error": "busy, retry later"}, status=503, headers=headers)

@@ -87,7 +87,10 @@ class InProcessRunner:
         self.ctx: TaskContext | None = None
         self.max_attempts = max_attempts
         self._pending: set[asyncio.Task[None]] = set()
-        self._sleeping: set[asyncio.Task[Any]] = set()  # delayed tasks not yet due
+        # Delayed tasks not yet due are timers, not sleeping tasks: a draft's close_session waits
+        # the session window (minutes) and a busy gateway opens a thousand drafts a second, so each
+        # waiting one must cost a heap entry, not a task with its coroutine frame.
+        self._timers: set[asyncio.TimerHandle] = set()
         self.failures: list[tuple[str, tuple[Any, ...], str]] = []
 
     def bind(self, ctx: TaskContext) -> None:
@@ -96,19 +99,24 @@ class InProcessRunner:
     async def enqueue(self, name: str, *args: Any, delay: float = 0) -> None:
         if name not in TASKS:
             raise KeyError(f"unknown task {name!r}")
-        task = asyncio.get_running_loop().create_task(self._run(name, args, delay), name=f"task:{name}")
+        if delay > 0:
+            loop = asyncio.get_running_loop()
+
+            def due() -> None:
+                self._timers.discard(handle)
+                self._start(name, args)
+
+            handle = loop.call_later(delay, due)
+            self._timers.add(handle)
+            return
+        self._start(name, args)
+
+    def _start(self, name: str, args: tuple[Any, ...]) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(name, args), name=f"task:{name}")
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _run(self, name: str, args: tuple[Any, ...], delay: float) -> None:
-        if delay:
-            me = asyncio.current_task()
-            assert me is not None
-            self._sleeping.add(me)
-            try:
-                await asyncio.sleep(delay)
-            finally:
-                self._sleeping.discard(me)
+    async def _run(self, name: str, args: tuple[Any, ...]) -> None:
         assert self.ctx is not None, "runner not bound to a context"
         for attempt in range(self.max_attempts):
             try:
@@ -131,12 +139,11 @@ class InProcessRunner:
         self.failures.append((name, args, "gave up after retries"))
 
     async def drain(self, timeout: float) -> None:
-        """Wait for running tasks (not sleeping delayed ones) up to ``timeout``, then cancel the rest."""
-        if not self._pending:
-            return
-        for task in self._sleeping:
-            task.cancel()  # not due yet: the sweeper re-enqueues them after a restart
-        running = self._pending - self._sleeping
+        """Wait for running tasks (not delayed ones not yet due) up to ``timeout``, then cancel the rest."""
+        for handle in self._timers:
+            handle.cancel()  # not due yet: the sweeper re-enqueues them after a restart
+        self._timers.clear()
+        running = set(self._pending)
         if not running:
             return
         done, pending = await asyncio.wait(running, timeout=timeout)
@@ -149,10 +156,15 @@ class InProcessRunner:
         """For tests and benchmarks: wait until no task is running (delayed ones not yet due aside)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self._pending - self._sleeping:
+        while self._pending:
             if loop.time() > deadline:
                 raise TimeoutError(f"tasks still running: {[t.get_name() for t in self._pending]}")
             await asyncio.sleep(0.01)
+
+    @property
+    def delayed(self) -> int:
+        """Delayed tasks waiting to be due."""
+        return len(self._timers)
 
 
 def celery_app(settings: Settings) -> Celery:
