@@ -56,10 +56,16 @@ def _serve(kind: str, port: int, var_dir: str, database_url: str) -> None:
         app = web.Application()
         app.router.add_post("/channels/wechat", handler)
     else:
+        from channels.wechat import WeChatSettings
         from gateway.core.classify import PlaceholderClassifier
         from gateway.http.app import create_app
         from gateway.settings import Settings
 
+        wechat = WeChatSettings(
+            _env_file=None,  # type: ignore[call-arg]
+            token=TOKEN,
+            api_base="http://127.0.0.1:9/cgi-bin/",  # never called: text messages only
+        )
         settings = Settings(
             _env_file=None,  # type: ignore[call-arg]
             var_dir=Path(var_dir),
@@ -67,8 +73,7 @@ def _serve(kind: str, port: int, var_dir: str, database_url: str) -> None:
             classifier="placeholder",
             log_format="text",
             log_level="WARNING",
-            wechat_token=TOKEN,
-            wechat_api_base="http://127.0.0.1:9/cgi-bin/",  # never called: text messages only
+            channel_settings={"wechat": wechat},
         )
         app = create_app(settings, classifier=PlaceholderClassifier(), migrate=True)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)

@@ -19,7 +19,10 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
-from channels.base import Account, BaseChannel, RawRequest
+from pydantic import SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from channels.base import Account, BaseChannel, ChannelSettings, RawRequest
 from channels.errors import BadPayload, InvalidSignature
 from gateway.models import InboundMessage, Location, LocationSource, MediaRef, MessageKind
 
@@ -27,6 +30,16 @@ MAX_DESCRIPTION = 4000  # the spec's limit for description
 MAX_FIELD = 300
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 _ATTRIBUTE = re.compile(r"^attribute\[([A-Za-z0-9_\-]{1,64})\]$")
+
+
+class Open311Settings(ChannelSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_OPEN311_")
+
+    api_keys: SecretStr = SecretStr("")  # comma-separated keys accepted by ``POST requests``
+
+    @property
+    def keys(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip())
 
 
 class Open311Channel(BaseChannel):
@@ -39,11 +52,13 @@ class Open311Channel(BaseChannel):
     name: ClassVar[str] = "open311"
     own_routes: ClassVar[bool] = True
     max_body_bytes: ClassVar[int] = 64 * 1024
+    settings_class: ClassVar[type[ChannelSettings]] = Open311Settings
 
     @classmethod
     def accounts(cls, settings: Mapping[str, Any]) -> dict[str, Account]:
-        keys = frozenset(k.strip() for k in str(settings.get("open311_api_keys") or "").split(",") if k.strip())
-        return {"default": Account("default", {"api_keys": keys}, secret_fields=("api_keys",))}
+        own = cls.own_settings(settings)
+        assert isinstance(own, Open311Settings)
+        return {"default": Account("default", {"api_keys": own.keys}, secret_fields=("api_keys",))}
 
     def verify(self, req: RawRequest, acct: Account) -> None:
         check_api_key(form_of(req).get("api_key"), acct.get("api_keys", ()))

@@ -135,7 +135,7 @@ async def _background(app: web.Application, runtime: Runtime) -> AsyncIterator[N
     stop = asyncio.Event()
     await on_serve(runtime)  # start-up warnings; deliveries parked while dispatch was unset go now
     sweeper = asyncio.create_task(_sweep_forever(pipeline, settings.sweep_interval_s, stop), name="sweeper")
-    poller = mentions.schedule(chosen, settings, stop)  # Weibo @-mentions; None when off (the default)
+    poller = mentions.schedule(chosen, runtime.accounts, stop)  # Weibo @-mentions; None when off (the default)
     # Load (on first start: train) the model now, in a thread, so the first resident does not wait.
     warm = classifier.warm_up() if isinstance(classifier, NlpClassifier) else None
     warming = asyncio.create_task(warm, name="classifier-warm-up") if warm is not None else None
