@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from channels.base import Account, BaseChannel, RawRequest, RawResponse, Reply
+from channels.base import Account, BaseChannel, ProviderFormat, RawRequest, RawResponse, Reply
 from channels.errors import BadPayload, ChannelMisconfigured, SendRejected
 from channels.sms_providers import PROVIDERS, SmsProvider, media_kind
 from gateway.models import DeliveryReport, InboundMessage, MediaRef, MessageKind, OutboundMessage, SendResult
@@ -48,10 +48,25 @@ def keyword_event(text: str) -> str | None:
     return KEYWORDS.get(text.strip().strip("。.!！").lower())
 
 
+FORMAT = ProviderFormat(
+    media_type="application/x-www-form-urlencoded",
+    payload="Twilio's messaging webhook form (From, To, Body, MessageSid, NumMedia, MediaUrl0...);"
+    " the delivery reports at `/status` carry MessageSid and MessageStatus",
+    signature="`X-Twilio-Signature`: HMAC-SHA1 (base64) of the public URL and the sorted form fields under the"
+    " account's auth token. 403 when it fails",
+    headers={"X-Twilio-Signature": "Twilio's request signature"},
+    docs="https://www.twilio.com/docs/messaging/guides/webhook-request",
+    example="MessageSid=SM11111111111111111111111111111111&AccountSid=AC00000000000000000000000000000000"
+    "&From=%2B8613800000001&To=%2B8610690000000&NumMedia=0&Body=%E8%B7%AF%E7%81%AF%E4%B8%8D%E4%BA%AE",
+    reply="TwiML (`<Response>`, with a `<Message>` when there is a reply)",
+)
+
+
 class SmsChannel(BaseChannel):
     name: ClassVar[str] = "sms"
     can_send: ClassVar[bool] = True
     max_body_bytes: ClassVar[int] = 64 * 1024  # Twilio form posts are a few KB even with 10 media
+    provider_format: ClassVar[ProviderFormat] = FORMAT
 
     def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
         self.clock = clock or (lambda: datetime.now(UTC))
