@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from channels.errors import BadPayload, ChannelMisconfigured
@@ -51,6 +51,21 @@ class Reply:
 
     text: str | None = None
     case_number: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderFormat:
+    """A provider's callback as the OpenAPI document describes it: the format is the provider's,
+    not ours, so it is described and linked (``docs``) instead of given a schema."""
+
+    media_type: str  # of the POST body
+    payload: str  # what the body carries
+    signature: str  # how the request is signed, and what is refused
+    query: Mapping[str, str] = field(default_factory=dict)  # query parameter -> meaning
+    headers: Mapping[str, str] = field(default_factory=dict)  # header -> meaning
+    docs: str = ""  # the provider's documentation
+    example: str = ""  # a POST body
+    reply: str = ""  # what the acknowledgement carries
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +183,10 @@ class BaseChannel:
     # instead of the generic ``/channels/{channel}[/{account}]`` endpoint, which then answers 404.
     own_routes: ClassVar[bool] = False
     settings_class: ClassVar[type[ChannelSettings] | None] = None  # the channel's own settings
+    # For the OpenAPI document (gateway/http/openapi.py): the model ``parse`` validates with where
+    # the format is ours (web, Open311), or a description where it is the provider's.
+    request_model: ClassVar[type[BaseModel] | None] = None
+    provider_format: ClassVar[ProviderFormat | None] = None
 
     @classmethod
     def own_settings(cls, settings: Mapping[str, Any]) -> ChannelSettings:

@@ -19,7 +19,16 @@ from typing import Any, ClassVar
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from channels.base import Account, BaseChannel, ChannelSettings, RawRequest, RawResponse, Reply, revealed
+from channels.base import (
+    Account,
+    BaseChannel,
+    ChannelSettings,
+    ProviderFormat,
+    RawRequest,
+    RawResponse,
+    Reply,
+    revealed,
+)
 from channels.errors import BadPayload, ChannelMisconfigured, SendRejected
 from channels.sms_providers import PROVIDERS, SmsProvider, media_kind
 from gateway.models import DeliveryReport, InboundMessage, MediaRef, MessageKind, OutboundMessage, SendResult
@@ -63,11 +72,26 @@ class TwilioSettings(ChannelSettings):
     trust_forwarded: bool = False  # also check signatures against X-Forwarded-Proto/Host
 
 
+FORMAT = ProviderFormat(
+    media_type="application/x-www-form-urlencoded",
+    payload="Twilio's messaging webhook form (From, To, Body, MessageSid, NumMedia, MediaUrl0...);"
+    " the delivery reports at `/status` carry MessageSid and MessageStatus",
+    signature="`X-Twilio-Signature`: HMAC-SHA1 (base64) of the public URL and the sorted form fields under the"
+    " account's auth token. 403 when it fails",
+    headers={"X-Twilio-Signature": "Twilio's request signature"},
+    docs="https://www.twilio.com/docs/messaging/guides/webhook-request",
+    example="MessageSid=SM11111111111111111111111111111111&AccountSid=AC00000000000000000000000000000000"
+    "&From=%2B8613800000001&To=%2B8610690000000&NumMedia=0&Body=%E8%B7%AF%E7%81%AF%E4%B8%8D%E4%BA%AE",
+    reply="TwiML (`<Response>`, with a `<Message>` when there is a reply)",
+)
+
+
 class SmsChannel(BaseChannel):
     name: ClassVar[str] = "sms"
     can_send: ClassVar[bool] = True
     max_body_bytes: ClassVar[int] = 64 * 1024  # Twilio form posts are a few KB even with 10 media
     settings_class: ClassVar[type[ChannelSettings]] = TwilioSettings
+    provider_format: ClassVar[ProviderFormat] = FORMAT
 
     def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
         self.clock = clock or (lambda: datetime.now(UTC))

@@ -46,7 +46,16 @@ from pydantic import SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from channels import wechat_api
-from channels.base import Account, BaseChannel, ChannelSettings, RawRequest, RawResponse, Reply, revealed
+from channels.base import (
+    Account,
+    BaseChannel,
+    ChannelSettings,
+    ProviderFormat,
+    RawRequest,
+    RawResponse,
+    Reply,
+    revealed,
+)
 from channels.errors import BadPayload, InvalidSignature
 from gateway.models import (
     InboundMessage,
@@ -102,11 +111,35 @@ def _check(expected: str, given: str | None, what: str) -> None:
         raise InvalidSignature(f"{what} mismatch")
 
 
+FORMAT = ProviderFormat(
+    media_type="text/xml",
+    payload="one WeChat message or event as XML (ToUserName, FromUserName, CreateTime, MsgType, ...);"
+    " in safe mode (encrypt_type=aes) the XML carries only `Encrypt`",
+    signature="`signature` = sha1 of the sorted token, timestamp and nonce (the body is not covered, so a"
+    " stale timestamp is refused); in safe mode `msg_signature` also covers `Encrypt`. 403 when it fails",
+    query={
+        "signature": "sha1(sort(token, timestamp, nonce))",
+        "timestamp": "seconds since the epoch; refused outside the window",
+        "nonce": "random string",
+        "echostr": "GET only: echoed back once the signature checks",
+        "encrypt_type": "`aes` in safe mode (安全模式)",
+        "msg_signature": "safe mode: sha1(sort(token, timestamp, nonce, Encrypt))",
+    },
+    docs="https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Receiving_standard_messages.html",
+    example="<xml><ToUserName><![CDATA[gh_0000city0000]]></ToUserName>"
+    "<FromUserName><![CDATA[oCITIZEN00000000000000000001]]></FromUserName><CreateTime>1764201600</CreateTime>"
+    "<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[小区门口的路灯坏了]]></Content>"
+    "<MsgId>24001000000000001</MsgId></xml>",
+    reply="a passive reply (被动回复) as XML, or `success`",
+)
+
+
 class WeChatChannel(BaseChannel):
     name: ClassVar[str] = "wechat"
     max_body_bytes: ClassVar[int] = 64 * 1024  # a callback is one small XML message
     can_send: ClassVar[bool] = True
     settings_class: ClassVar[type[ChannelSettings]] = WeChatSettings
+    provider_format: ClassVar[ProviderFormat] = FORMAT
 
     def __init__(self, *, clock: Callable[[], float] = time.time, tokens: Any = None) -> None:
         self.clock = clock  # injected in tests: the conformance captures carry old timestamps

@@ -31,6 +31,7 @@ from channels.base import (
     Account,
     BaseChannel,
     ChannelSettings,
+    ProviderFormat,
     RawRequest,
     RawResponse,
     Reply,
@@ -76,11 +77,31 @@ class WeiboSettings(ChannelSettings):
     poll_timeout_s: float = 10.0  # timeout of one mentions API call
 
 
+FORMAT = ProviderFormat(
+    media_type="application/json",
+    payload="one Weibo fan-service push (receiver_id, sender_id, created_at, type: text | position | image |"
+    " voice | event, text, data)",
+    signature="`signature` = sha1 of the sorted app secret, timestamp and nonce in the query (the body is not"
+    " signed, so a stale timestamp is refused). 403 when it fails",
+    query={
+        "signature": "sha1(sort(app_secret, timestamp, nonce))",
+        "timestamp": "milliseconds since the epoch; refused outside the window",
+        "nonce": "random string",
+        "echostr": "GET only: echoed back once the signature checks",
+    },
+    docs="https://open.weibo.com/wiki/消息推送服务",
+    example='{"receiver_id": 5900000001, "sender_id": 5100000002, "created_at": "Thu Nov 27 09:15:30 +0800 2026",'
+    ' "type": "text", "text": "人民路公交站旁边的垃圾桶满了没人清理", "data": {}}',
+    reply="a passive reply as JSON, or empty",
+)
+
+
 class WeiboChannel(BaseChannel):
     name: ClassVar[str] = "weibo"
     can_send: ClassVar[bool] = True
     max_body_bytes: ClassVar[int] = 64 * 1024
     settings_class: ClassVar[type[ChannelSettings]] = WeiboSettings
+    provider_format: ClassVar[ProviderFormat] = FORMAT
     clock: Callable[[], float] = staticmethod(time.time)  # tests pin it
 
     @classmethod

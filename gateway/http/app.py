@@ -21,7 +21,7 @@ from gateway.core.units import TaskRunner
 from gateway.db import Database
 from gateway.http import channels as channel_routes
 from gateway.http import dispatch as dispatch_routes
-from gateway.http import media_gc, ops, rating, webform
+from gateway.http import media_gc, openapi, ops, rating, webform
 from gateway.http import open311 as open311_routes
 from gateway.http import reports as api
 from gateway.http.bodies import body_caps
@@ -64,6 +64,7 @@ def create_app(
     app.cleanup_ctx.append(media_gc.periodic())  # orphaned media files removed (issue 13, item 4)
     app.router.add_routes(
         ops.routes()
+        + openapi.routes()
         + api.routes()
         + webform.routes()
         + open311_routes.routes()
