@@ -13,7 +13,9 @@ import xml.etree.ElementTree as ET  # noqa: S405 - building XML only; nothing is
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 SPEC_URL = "http://wiki.open311.org/GeoReport_v2"
 FORMATS = {"json": "application/json", "xml": "text/xml"}
@@ -41,22 +43,109 @@ class GeoReportError(Exception):
 
 
 # ---------------------------------------------------------------------------- responses
+# The JSON answers, as models (the OpenAPI document shows them; the builders below fill them).
+# XML answers carry the same fields as elements (``to_xml``).
+
+
+class ServiceOut(BaseModel):
+    model_config = ConfigDict(title="Open311Service")
+
+    service_code: str
+    service_name: str
+    description: str
+    metadata: bool = Field(description="true when the service definition lists attributes")
+    type: Literal["realtime", "batch", "blackbox"]
+    keywords: str
+    group: str
+
+
+class ServiceDefinitionOut(BaseModel):
+    model_config = ConfigDict(title="Open311ServiceDefinition")
+
+    service_code: str
+    attributes: list[dict[str, Any]]
+
+
+class ExtendedAttributesOut(BaseModel):
+    model_config = ConfigDict(title="Open311ExtendedAttributes")
+
+    grid_code: str | None = Field(description="the grid unit (网格) the report lies in")
+    grid_path: str | None = Field(description="the units' names from the city down, joined by ` / `")
+
+
+class ServiceRequestOut(BaseModel):
+    """A report as a GeoReport ``request`` (the spec's fields, in its order)."""
+
+    model_config = ConfigDict(title="Open311ServiceRequest")
+
+    service_request_id: str = Field(description="the case number")
+    status: Literal["open", "closed"]
+    status_notes: str | None
+    service_name: str | None
+    service_code: str | None
+    description: str | None = Field(description="phone numbers and ID numbers masked")
+    agency_responsible: str | None
+    service_notice: str | None
+    requested_datetime: str | None
+    updated_datetime: str | None
+    expected_datetime: str | None
+    address: str | None
+    address_id: str | None
+    zipcode: str | None
+    lat: float | None
+    long: float | None
+    media_url: str | None
+    extended_attributes: ExtendedAttributesOut | None = Field(default=None, description="with `extensions=true` only")
+
+
+class RequestCreatedOut(BaseModel):
+    model_config = ConfigDict(title="Open311RequestCreated")
+
+    service_request_id: str = Field(description="the case number")
+    service_notice: str | None = Field(description="what the resident is told")
+    account_id: str | None
+
+
+class ErrorOut(BaseModel):
+    model_config = ConfigDict(title="Open311Error")
+
+    code: int = Field(description="the HTTP status")
+    description: str
+
+
+class EndpointOut(BaseModel):
+    model_config = ConfigDict(title="Open311Endpoint")
+
+    specification: str
+    url: str
+    changeset: str
+    type: Literal["production", "test"]
+    formats: list[str]
+
+
+class DiscoveryOut(BaseModel):
+    model_config = ConfigDict(title="Open311Discovery")
+
+    changeset: str
+    contact: str
+    key_service: str
+    endpoints: list[EndpointOut]
 
 
 def service_json(service: Service) -> dict[str, Any]:
-    return {
-        "service_code": service.code,
-        "service_name": service.name,
-        "description": service.description,
-        "metadata": False,  # no category asks for extra attributes yet
-        "type": "realtime",
-        "keywords": ", ".join(service.keywords),
-        "group": service.group,
-    }
+    return ServiceOut(
+        service_code=service.code,
+        service_name=service.name,
+        description=service.description,
+        metadata=False,  # no category asks for extra attributes yet
+        type="realtime",
+        keywords=", ".join(service.keywords),
+        group=service.group,
+    ).model_dump()
 
 
 def definition_json(service: Service) -> dict[str, Any]:
-    return {"service_code": service.code, "attributes": []}
+    return ServiceDefinitionOut(service_code=service.code, attributes=[]).model_dump()
 
 
 def request_json(
@@ -100,15 +189,15 @@ def request_json(
             "grid_code": report.grid_code,
             "grid_path": " / ".join(step["name"] for step in report.grid_path) if report.grid_path else None,
         }
-    return item
+    return ServiceRequestOut.model_validate(item).model_dump(exclude_unset=True)
 
 
 def created_json(case_number: str, notice: str | None) -> dict[str, Any]:
-    return {"service_request_id": case_number, "service_notice": notice, "account_id": None}
+    return RequestCreatedOut(service_request_id=case_number, service_notice=notice, account_id=None).model_dump()
 
 
 def errors_json(errors: Sequence[tuple[int, str]]) -> list[dict[str, Any]]:
-    return [{"code": code, "description": text} for code, text in errors]
+    return [ErrorOut(code=code, description=text).model_dump() for code, text in errors]
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -178,6 +178,7 @@ async def _pg(url: str, statements: list[str], fetch: str | None = None) -> Any:
 
 
 def gateway_app(database_url: str, var_dir: str, cold: bool) -> web.Application:
+    from channels.wechat import WeChatSettings
     from gateway.core.classify import PlaceholderClassifier
     from gateway.http.app import create_app
     from gateway.settings import ENV_PREFIX, Settings
@@ -191,8 +192,13 @@ def gateway_app(database_url: str, var_dir: str, cold: bool) -> web.Application:
         classifier="bundled" if cold else "placeholder",
         log_format="json",
         log_level="WARNING",
-        wechat_token=TOKEN,
-        wechat_api_base="http://127.0.0.1:9/cgi-bin/",  # never called: text messages only
+        channel_settings={
+            "wechat": WeChatSettings(
+                _env_file=None,  # type: ignore[call-arg]
+                token=TOKEN,
+                api_base="http://127.0.0.1:9/cgi-bin/",  # never called: text messages only
+            )
+        },
     )
     return create_app(settings, classifier=None if cold else PlaceholderClassifier(), migrate=True)
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from channels.errors import BadPayload, ChannelMisconfigured
@@ -50,6 +51,21 @@ class Reply:
 
     text: str | None = None
     case_number: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderFormat:
+    """A provider's callback as the OpenAPI document describes it: the format is the provider's,
+    not ours, so it is described and linked (``docs``) instead of given a schema."""
+
+    media_type: str  # of the POST body
+    payload: str  # what the body carries
+    signature: str  # how the request is signed, and what is refused
+    query: Mapping[str, str] = field(default_factory=dict)  # query parameter -> meaning
+    headers: Mapping[str, str] = field(default_factory=dict)  # header -> meaning
+    docs: str = ""  # the provider's documentation
+    example: str = ""  # a POST body
+    reply: str = ""  # what the acknowledgement carries
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +140,9 @@ class SupportsMediaFetch(Protocol):
 class SupportsPolling(Protocol):
     """Channels whose provider is polled rather than calling us (Weibo @-mentions): a page of
     items newest first, walked down with ``max_id`` from the newest, never below ``since_id``.
-    Run in a worker thread (may block); ``gateway/tasks/mentions.py`` keeps the cursor."""
+    Run in a worker thread (may block); ``gateway/tasks/mentions.py`` keeps the cursor. The
+    account says how: ``poll_interval_s`` (0 or absent: not polled), and the bounds of one run,
+    ``poll_max_pages`` pages of ``poll_page_size`` items, each call limited to ``poll_timeout_s``."""
 
     def poll_page(
         self, acct: Account, *, since_id: int, max_id: int | None, count: int, timeout_s: float
@@ -137,12 +155,22 @@ class SupportsPolling(Protocol):
         ...
 
 
+# The key of the gateway's settings mapping (``BaseChannel.accounts``) under which channels'
+# settings given in code (tests, a program embedding the gateway) are found, by channel name.
+GIVEN_SETTINGS = "channel_settings"
+
+
 class ChannelSettings(BaseSettings):
     """A channel's own settings: subclass it with ``env_prefix="GATEWAY_<NAME>_"`` and name the
     subclass in the channel's ``settings_class``. Read from the environment and ``.env`` like the
-    gateway's settings; secrets as ``SecretStr``."""
+    gateway's settings; secrets as ``SecretStr``. ``gateway serve --check`` shows them, masked."""
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True)
+
+
+def revealed(secret: SecretStr | None) -> str | None:
+    """A secret setting's value, for the account that uses it (``Account.secret_fields`` masks it there)."""
+    return None if secret is None else secret.get_secret_value()
 
 
 class BaseChannel:
@@ -155,17 +183,24 @@ class BaseChannel:
     # instead of the generic ``/channels/{channel}[/{account}]`` endpoint, which then answers 404.
     own_routes: ClassVar[bool] = False
     settings_class: ClassVar[type[ChannelSettings] | None] = None  # the channel's own settings
+    # For the OpenAPI document (gateway/http/openapi.py): the model ``parse`` validates with where
+    # the format is ours (web, Open311), or a description where it is the provider's.
+    request_model: ClassVar[type[BaseModel] | None] = None
+    provider_format: ClassVar[ProviderFormat | None] = None
 
     @classmethod
     def own_settings(cls, settings: Mapping[str, Any]) -> ChannelSettings:
-        """The channel's settings (``settings_class``) from ``GATEWAY_<NAME>_*``; values named
-        ``<name>_*`` in the gateway's settings mapping win (built-in channels still declare theirs there)."""
+        """The channel's settings (``settings_class``): the object given in code under
+        ``settings[GIVEN_SETTINGS][name]`` if any, else read from ``GATEWAY_<NAME>_*`` and ``.env``.
+        A bad value raises pydantic's ``ValidationError``; the gateway names the variable."""
         if cls.settings_class is None:
             raise TypeError(f"channel {cls.name!r} declares no settings_class")
-        prefix = f"{cls.name}_"
-        given = {k[len(prefix) :]: v for k, v in settings.items() if k.startswith(prefix) and v is not None}
-        known = {k: v for k, v in given.items() if k in cls.settings_class.model_fields}
-        return cls.settings_class(**known)
+        given = (settings.get(GIVEN_SETTINGS) or {}).get(cls.name)
+        if given is None:
+            return cls.settings_class()
+        if not isinstance(given, cls.settings_class):
+            raise TypeError(f"settings given for channel {cls.name!r} are not a {cls.settings_class.__name__}")
+        return given
 
     @classmethod
     def accounts(cls, settings: Mapping[str, Any]) -> dict[str, Account]:

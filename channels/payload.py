@@ -19,6 +19,9 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from pydantic import ValidationError
+from pydantic_core import PydanticCustomError
+
 from channels.errors import BadPayload
 
 MAX_DEPTH = 32
@@ -96,3 +99,26 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
                 stack.append((child, f"{where}.{key}" if where else str(key)))
         elif isinstance(item, list | tuple):
             stack.extend((child, where) for child in item)
+
+
+# Pydantic's own wording for the checks a model does itself, in ours.
+_MESSAGES = {"missing": "required", "extra_forbidden": "unknown field"}
+
+
+def field_error(message: str, *, field: str | None = None) -> PydanticCustomError:
+    """A model's validation error with our message, under ``field`` instead of the failing
+    field's own name where a rule spans fields (``field_errors`` reads both)."""
+    return PydanticCustomError("field", "{message}", {"message": message, **({"field": field} if field else {})})
+
+
+def field_errors(exc: ValidationError) -> dict[str, str]:
+    """A model's validation errors as ``{field: message}`` (``location.lat`` for nested fields),
+    the shape of ``BadPayload.fields``; unknown fields come last, sorted."""
+    errors: dict[str, str] = {}
+    unknown: dict[str, str] = {}
+    for error in exc.errors(include_url=False):
+        ctx = error.get("ctx") or {}
+        key = str(ctx.get("field") or ".".join(str(part) for part in error["loc"]) or "body")
+        message = str(ctx.get("message") or _MESSAGES.get(error["type"], error["msg"]))
+        (unknown if error["type"] == "extra_forbidden" else errors)[key] = message
+    return errors | dict(sorted(unknown.items()))

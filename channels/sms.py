@@ -16,7 +16,19 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from channels.base import Account, BaseChannel, RawRequest, RawResponse, Reply
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from channels.base import (
+    Account,
+    BaseChannel,
+    ChannelSettings,
+    ProviderFormat,
+    RawRequest,
+    RawResponse,
+    Reply,
+    revealed,
+)
 from channels.errors import BadPayload, ChannelMisconfigured, SendRejected
 from channels.sms_providers import PROVIDERS, SmsProvider, media_kind
 from gateway.models import DeliveryReport, InboundMessage, MediaRef, MessageKind, OutboundMessage, SendResult
@@ -48,10 +60,38 @@ def keyword_event(text: str) -> str | None:
     return KEYWORDS.get(text.strip().strip("。.!！").lower())
 
 
+class TwilioSettings(ChannelSettings):
+    """The Twilio account (``GATEWAY_TWILIO_*``); a mainland provider adds its own class and prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_TWILIO_", populate_by_name=True)
+
+    account_sid: str | None = None
+    auth_token: SecretStr | None = None
+    from_: str | None = Field(None, validation_alias="GATEWAY_TWILIO_FROM")  # the sender number (`from` is a keyword)
+    api_base: str | None = None
+    trust_forwarded: bool = False  # also check signatures against X-Forwarded-Proto/Host
+
+
+FORMAT = ProviderFormat(
+    media_type="application/x-www-form-urlencoded",
+    payload="Twilio's messaging webhook form (From, To, Body, MessageSid, NumMedia, MediaUrl0...);"
+    " the delivery reports at `/status` carry MessageSid and MessageStatus",
+    signature="`X-Twilio-Signature`: HMAC-SHA1 (base64) of the public URL and the sorted form fields under the"
+    " account's auth token. 403 when it fails",
+    headers={"X-Twilio-Signature": "Twilio's request signature"},
+    docs="https://www.twilio.com/docs/messaging/guides/webhook-request",
+    example="MessageSid=SM11111111111111111111111111111111&AccountSid=AC00000000000000000000000000000000"
+    "&From=%2B8613800000001&To=%2B8610690000000&NumMedia=0&Body=%E8%B7%AF%E7%81%AF%E4%B8%8D%E4%BA%AE",
+    reply="TwiML (`<Response>`, with a `<Message>` when there is a reply)",
+)
+
+
 class SmsChannel(BaseChannel):
     name: ClassVar[str] = "sms"
     can_send: ClassVar[bool] = True
     max_body_bytes: ClassVar[int] = 64 * 1024  # Twilio form posts are a few KB even with 10 media
+    settings_class: ClassVar[type[ChannelSettings]] = TwilioSettings
+    provider_format: ClassVar[ProviderFormat] = FORMAT
 
     def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -59,18 +99,20 @@ class SmsChannel(BaseChannel):
     @classmethod
     def accounts(cls, settings: Mapping[str, Any]) -> dict[str, Account]:
         """The Twilio account from ``GATEWAY_TWILIO_*``; a mainland provider adds its own here."""
+        own = cls.own_settings(settings)
+        assert isinstance(own, TwilioSettings)
         found: dict[str, Account] = {}
-        if settings.get("twilio_account_sid") and settings.get("twilio_auth_token"):
+        if own.account_sid and revealed(own.auth_token):
             public = str(settings.get("public_url") or "").rstrip("/")
             found["twilio"] = Account(
                 "twilio",
                 {
                     "provider": "twilio",
-                    "account_sid": settings["twilio_account_sid"],
-                    "auth_token": _secret(settings["twilio_auth_token"]),
-                    "from_number": settings.get("twilio_from"),
-                    "api_base": settings.get("twilio_api_base"),
-                    "trust_forwarded": bool(settings.get("twilio_trust_forwarded")),
+                    "account_sid": own.account_sid,
+                    "auth_token": revealed(own.auth_token),
+                    "from_number": own.from_,
+                    "api_base": own.api_base,
+                    "trust_forwarded": own.trust_forwarded,
                     "status_callback": f"{public}/channels/sms/twilio/status" if public else None,
                 },
                 secret_fields=("auth_token",),
@@ -142,8 +184,3 @@ class SmsChannel(BaseChannel):
         if not url:
             raise SendRejected("media without a URL")
         return self.provider(acct).fetch_media(url, acct)
-
-
-def _secret(value: Any) -> Any:
-    getter = getattr(value, "get_secret_value", None)
-    return getter() if getter else value

@@ -16,6 +16,9 @@ from datetime import UTC, datetime
 from http.cookies import CookieError, SimpleCookie
 from typing import Any, ClassVar
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic.json_schema import SkipJsonSchema
+
 from channels import payload
 from channels.base import Account, BaseChannel, RawRequest
 from channels.errors import BadPayload
@@ -28,9 +31,109 @@ MAX_ADDRESS = 300
 _PHONE_RE = re.compile(r"^(?:\+?86[- ]?)?1[3-9]\d{9}$|^0\d{2,3}-?\d{7,8}$|^\+[1-9]\d{6,14}$")
 
 
+def _string(value: Any, limit: int, *, required: bool = False) -> str | None:
+    """A text field, stripped; blank is absent (``required``: an error)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise payload.field_error("required")
+        return None
+    if not isinstance(value, str):
+        raise payload.field_error("must be a string")
+    text: str = value.strip()
+    if len(text) > limit:
+        raise payload.field_error(f"too long ({len(text)} characters, at most {limit})")
+    return text
+
+
+def _coord(value: Any, bound: float) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise payload.field_error("must be a number") from None
+    if isinstance(value, bool) or not math.isfinite(number) or abs(number) > bound:
+        raise payload.field_error(f"must be between -{bound:g} and {bound:g}")
+    return number
+
+
+class LocationIn(BaseModel):
+    """Where: coordinates (GPS, WGS84), an address, or both. Numbers may come as strings (forms)."""
+
+    model_config = ConfigDict(title="ReportLocation", extra="ignore")
+
+    lat: float | None = Field(default=None, ge=-90, le=90, validate_default=True)
+    lng: float | None = Field(default=None, ge=-180, le=180, validate_default=True, description="with `lat`")
+    address: str | None = Field(default=None, max_length=MAX_ADDRESS, validate_default=True)
+
+    @field_validator("lat", "lng", mode="before")
+    @classmethod
+    def _number(cls, value: Any, info: ValidationInfo) -> float | None:
+        number = _coord(value, 90 if info.field_name == "lat" else 180)
+        # lng is checked after lat: one without the other is an error of the location.
+        if info.field_name == "lng" and "lat" in info.data and (info.data["lat"] is None) != (number is None):
+            raise payload.field_error("lat and lng go together", field="location")
+        return number
+
+    @field_validator("address", mode="before")
+    @classmethod
+    def _address(cls, value: Any, info: ValidationInfo) -> str | None:
+        address = _string(value, MAX_ADDRESS)
+        # Checked last; a failed lat or lng is missing from info.data and already named.
+        coords = [info.data.get(k, False) for k in ("lat", "lng")]
+        if address is None and coords == [None, None]:
+            raise payload.field_error("give lat/lng or an address", field="location")
+        return address
+
+    def as_location(self) -> Location:
+        source = LocationSource.GPS if self.lat is not None else LocationSource.TEXT
+        return Location(lat=self.lat, lng=self.lng, label=self.address, source=source)
+
+
+class ReportIn(BaseModel):
+    """A complaint from the web (``POST /api/v1/reports``, the ``/report`` form): what the web
+    channel validates every post with. Text fields are stripped; blank ones count as absent."""
+
+    model_config = ConfigDict(title="NewReport", extra="forbid")
+
+    text: str = Field(min_length=1, max_length=MAX_TEXT, description="what happened, in the resident's words")
+    title: str | None = Field(default=None, max_length=MAX_TITLE)
+    contact_phone: str | None = Field(
+        default=None, max_length=32, description="mainland mobile, landline with area code, or +E.164"
+    )
+    location: LocationIn | None = None
+    # The HTML form's per-render token against double submits (gateway/http/webform.py) and the
+    # multipart photos (stored by the gateway, not read from here): accepted, not documented.
+    form_token: SkipJsonSchema[Any] = None
+    photos: SkipJsonSchema[Any] = None
+
+    @field_validator("text", "title", mode="before")
+    @classmethod
+    def _text(cls, value: Any, info: ValidationInfo) -> str | None:
+        return _string(value, MAX_TEXT if info.field_name == "text" else MAX_TITLE, required=info.field_name == "text")
+
+    @field_validator("contact_phone", mode="before")
+    @classmethod
+    def _phone(cls, value: Any) -> str | None:
+        phone = _string(value, 32)
+        if phone and not _PHONE_RE.match(phone.replace(" ", "")):
+            raise payload.field_error("not a phone number (mainland mobile, landline with area code, or +E.164)")
+        return phone.replace(" ", "") if phone else None
+
+    @field_validator("location", mode="before")
+    @classmethod
+    def _location(cls, value: Any) -> Any:
+        if value in (None, "", {}):
+            return None
+        if not isinstance(value, Mapping):
+            raise payload.field_error("must be an object with lat/lng and/or address")
+        return dict(value)
+
+
 class WebChannel(BaseChannel):
     name: ClassVar[str] = "web"
     own_routes: ClassVar[bool] = True  # served at POST /api/v1/reports and /report (gateway/http/)
+    request_model: ClassVar[type[BaseModel]] = ReportIn
 
     def verify(self, req: RawRequest, acct: Account) -> None:
         return None  # a public form: abuse is limited by size caps and rate limits, not signatures
@@ -59,20 +162,12 @@ class WebChannel(BaseChannel):
         idempotency_key: str | None = None,
         received_at: datetime | None = None,
     ) -> InboundMessage:
-        errors: dict[str, str] = {}
-        text = _string(data, "text", MAX_TEXT, errors, required=True)
-        title = _string(data, "title", MAX_TITLE, errors)
-        phone = _string(data, "contact_phone", 32, errors)
-        if phone and not _PHONE_RE.match(phone.replace(" ", "")):
-            errors["contact_phone"] = "not a phone number (mainland mobile, landline with area code, or +E.164)"
-        location = _location(data.get("location"), errors)
-        # form_token: the HTML form's per-render token against double submits (see gateway/http/webform.py).
-        unknown = set(data) - {"text", "title", "contact_phone", "location", "photos", "form_token"}
-        for name in sorted(unknown):
-            errors[name] = "unknown field"
-        if errors:
-            raise BadPayload("invalid report: " + "; ".join(f"{k}: {v}" for k, v in errors.items()), fields=errors)
-        assert text is not None
+        try:
+            report = ReportIn.model_validate(data)
+        except ValidationError as exc:
+            errors = payload.field_errors(exc)
+            message = "invalid report: " + "; ".join(f"{k}: {v}" for k, v in errors.items())
+            raise BadPayload(message, fields=errors) from None
         return InboundMessage(
             channel=self.name,
             # A client's idempotency key is a stable message id; otherwise each post is its own message.
@@ -80,10 +175,10 @@ class WebChannel(BaseChannel):
             sender=f"web:{sender[:64]}",
             received_at=received_at or datetime.now(UTC),
             kind=MessageKind.IMAGE if photos else MessageKind.TEXT,
-            text=text,
-            title=title,
-            contact_phone=phone.replace(" ", "") if phone else None,
-            location=location,
+            text=report.text,
+            title=report.title,
+            contact_phone=report.contact_phone,
+            location=report.location.as_location() if report.location else None,
             media=tuple(photos),
             raw={k: v for k, v in data.items() if k != "photos"},
             complete=True,
@@ -133,58 +228,3 @@ def _multipart_fields(form: Mapping[str, str]) -> dict[str, Any]:
     if any(v not in ("", None) for v in location.values()):
         fields["location"] = location
     return fields
-
-
-def _string(
-    data: Mapping[str, Any], key: str, limit: int, errors: dict[str, str], *, required: bool = False
-) -> str | None:
-    value = data.get(key)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            errors[key] = "required"
-        return None
-    if not isinstance(value, str):
-        errors[key] = "must be a string"
-        return None
-    value = value.strip()
-    if len(value) > limit:
-        errors[key] = f"too long ({len(value)} characters, at most {limit})"
-        return None
-    return value
-
-
-def _location(value: Any, errors: dict[str, str]) -> Location | None:
-    if value in (None, "", {}):
-        return None
-    if not isinstance(value, Mapping):
-        errors["location"] = "must be an object with lat/lng and/or address"
-        return None
-    lat, lng = (
-        _coord(value.get("lat"), 90, "location.lat", errors),
-        _coord(value.get("lng"), 180, "location.lng", errors),
-    )
-    if (lat is None) != (lng is None) and "location.lat" not in errors and "location.lng" not in errors:
-        errors["location"] = "lat and lng go together"
-    address = _string(value, "address", MAX_ADDRESS, errors)
-    if "address" in errors:
-        errors["location.address"] = errors.pop("address")
-    if lat is None and lng is None and not address:
-        if not any(k.startswith("location") for k in errors):
-            errors["location"] = "give lat/lng or an address"
-        return None
-    source = LocationSource.GPS if lat is not None else LocationSource.TEXT
-    return Location(lat=lat, lng=lng, label=address, source=source)
-
-
-def _coord(value: Any, bound: float, name: str, errors: dict[str, str]) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        errors[name] = "must be a number"
-        return None
-    if isinstance(value, bool) or not math.isfinite(number) or abs(number) > bound:
-        errors[name] = f"must be between -{bound:g} and {bound:g}"
-        return None
-    return number

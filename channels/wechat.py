@@ -15,7 +15,8 @@ Protocol (https://developers.weixin.qq.com/doc/offiaccount/Basic_Information/Acc
   ``MsgId`` (events: ``FromUserName`` + ``CreateTime``, WeChat's own advice). An empty body or
   ``success`` means "no reply".
 
-Accounts. The ``default`` account (``/channels/wechat``) comes from ``GATEWAY_WECHAT_TOKEN``,
+Accounts. The channel's settings are ``WeChatSettings`` (``GATEWAY_WECHAT_*``). The ``default``
+account (``/channels/wechat``) comes from ``GATEWAY_WECHAT_TOKEN``,
 ``GATEWAY_WECHAT_AES_KEY``, ``GATEWAY_WECHAT_APP_ID``, ``GATEWAY_WECHAT_APP_SECRET`` and
 ``GATEWAY_WECHAT_TEMPLATE_ID``; more accounts (``/channels/wechat/<name>``) come from
 ``GATEWAY_WECHAT_ACCOUNTS``, a JSON object ``{"<name>": {"token": ..., "aes_key": ...,
@@ -41,9 +42,20 @@ from xml.etree.ElementTree import ParseError  # noqa: S405 - only the exception 
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
+from pydantic import SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from channels import wechat_api
-from channels.base import Account, BaseChannel, RawRequest, RawResponse, Reply
+from channels.base import (
+    Account,
+    BaseChannel,
+    ChannelSettings,
+    ProviderFormat,
+    RawRequest,
+    RawResponse,
+    Reply,
+    revealed,
+)
 from channels.errors import BadPayload, InvalidSignature
 from gateway.models import (
     InboundMessage,
@@ -67,9 +79,26 @@ _MEDIA_KINDS = {
 }
 
 
-def _plain(value: Any) -> Any:
-    """Unwrap pydantic's ``SecretStr`` (the settings mapping keeps secrets wrapped)."""
-    return value.get_secret_value() if hasattr(value, "get_secret_value") else value
+class WeChatSettings(ChannelSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_WECHAT_")
+
+    token: SecretStr | None = None
+    aes_key: SecretStr | None = None
+    app_id: str | None = None
+    app_secret: SecretStr | None = None
+    api_base: str = wechat_api.DEFAULT_API_BASE
+    timestamp_window_s: int = 300
+    allow_plain: bool = False  # accept plain callbacks although an AES key is set (while switching modes)
+    template_id: str | None = None  # template message for news outside the 48 h window
+    template_fields: str = ""  # JSON {"template key": "text|case_number|time"}; see wechat_api.py
+    template_url: str | None = None  # link of the template message; {case} is replaced
+    accounts: SecretStr | None = None  # JSON {"name": {"token": ..., ...}}: extra accounts
+
+    @model_validator(mode="after")
+    def _token_with_app_id(self) -> WeChatSettings:
+        if self.app_id and not self.token:
+            raise ValueError("GATEWAY_WECHAT_TOKEN is required when GATEWAY_WECHAT_APP_ID is set")
+        return self
 
 
 def signature(*parts: str) -> str:
@@ -82,10 +111,35 @@ def _check(expected: str, given: str | None, what: str) -> None:
         raise InvalidSignature(f"{what} mismatch")
 
 
+FORMAT = ProviderFormat(
+    media_type="text/xml",
+    payload="one WeChat message or event as XML (ToUserName, FromUserName, CreateTime, MsgType, ...);"
+    " in safe mode (encrypt_type=aes) the XML carries only `Encrypt`",
+    signature="`signature` = sha1 of the sorted token, timestamp and nonce (the body is not covered, so a"
+    " stale timestamp is refused); in safe mode `msg_signature` also covers `Encrypt`. 403 when it fails",
+    query={
+        "signature": "sha1(sort(token, timestamp, nonce))",
+        "timestamp": "seconds since the epoch; refused outside the window",
+        "nonce": "random string",
+        "echostr": "GET only: echoed back once the signature checks",
+        "encrypt_type": "`aes` in safe mode (安全模式)",
+        "msg_signature": "safe mode: sha1(sort(token, timestamp, nonce, Encrypt))",
+    },
+    docs="https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Receiving_standard_messages.html",
+    example="<xml><ToUserName><![CDATA[gh_0000city0000]]></ToUserName>"
+    "<FromUserName><![CDATA[oCITIZEN00000000000000000001]]></FromUserName><CreateTime>1764201600</CreateTime>"
+    "<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[小区门口的路灯坏了]]></Content>"
+    "<MsgId>24001000000000001</MsgId></xml>",
+    reply="a passive reply (被动回复) as XML, or `success`",
+)
+
+
 class WeChatChannel(BaseChannel):
     name: ClassVar[str] = "wechat"
     max_body_bytes: ClassVar[int] = 64 * 1024  # a callback is one small XML message
     can_send: ClassVar[bool] = True
+    settings_class: ClassVar[type[ChannelSettings]] = WeChatSettings
+    provider_format: ClassVar[ProviderFormat] = FORMAT
 
     def __init__(self, *, clock: Callable[[], float] = time.time, tokens: Any = None) -> None:
         self.clock = clock  # injected in tests: the conformance captures carry old timestamps
@@ -95,24 +149,26 @@ class WeChatChannel(BaseChannel):
 
     @classmethod
     def accounts(cls, settings: Mapping[str, Any]) -> dict[str, Account]:
+        own = cls.own_settings(settings)
+        assert isinstance(own, WeChatSettings)
         shared = {
-            "api_base": settings.get("wechat_api_base") or wechat_api.DEFAULT_API_BASE,
-            "timestamp_window_s": settings.get("wechat_timestamp_window_s", 300),
-            "template_fields": _json(settings.get("wechat_template_fields")) or None,
-            "template_url": settings.get("wechat_template_url"),
+            "api_base": own.api_base or wechat_api.DEFAULT_API_BASE,
+            "timestamp_window_s": own.timestamp_window_s,
+            "template_fields": _json(own.template_fields) or None,
+            "template_url": own.template_url,
             "redis_url": settings.get("redis_url"),
             "media_max_bytes": settings.get("media_fetch_max_bytes"),
-            "allow_plain": bool(settings.get("wechat_allow_plain")),
+            "allow_plain": own.allow_plain,
         }
         default = {
-            "token": _plain(settings.get("wechat_token")),
-            "aes_key": _plain(settings.get("wechat_aes_key")),
-            "app_id": settings.get("wechat_app_id"),
-            "app_secret": _plain(settings.get("wechat_app_secret")),
-            "template_id": settings.get("wechat_template_id"),
+            "token": revealed(own.token),
+            "aes_key": revealed(own.aes_key),
+            "app_id": own.app_id,
+            "app_secret": revealed(own.app_secret),
+            "template_id": own.template_id,
         }
         configs: dict[str, Mapping[str, Any]] = {"default": default}
-        extra = _json(_plain(settings.get("wechat_accounts")))
+        extra = _json(revealed(own.accounts))
         if not isinstance(extra, dict):
             raise ValueError("GATEWAY_WECHAT_ACCOUNTS must be a JSON object of accounts")
         configs.update(extra)

@@ -24,8 +24,20 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 import requests
+from pydantic import SecretStr
+from pydantic_settings import SettingsConfigDict
 
-from channels.base import Account, BaseChannel, RawRequest, RawResponse, Reply, json_object
+from channels.base import (
+    Account,
+    BaseChannel,
+    ChannelSettings,
+    ProviderFormat,
+    RawRequest,
+    RawResponse,
+    Reply,
+    json_object,
+    revealed,
+)
 from channels.errors import BadPayload, ChannelMisconfigured, InvalidSignature, SendRejected, SendRetryable
 from channels.http import HTTP_TIMEOUT_S, get_capped
 from channels.weibo_mentions import MentionsApi, fetch_picture, mention_message, status_id
@@ -49,25 +61,69 @@ def signature(secret: str, timestamp: str, nonce: str) -> str:
     return hashlib.sha1("".join(sorted([secret, timestamp, nonce])).encode("utf-8")).hexdigest()  # noqa: S324
 
 
+class WeiboSettings(ChannelSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_WEIBO_")
+
+    app_key: str | None = None
+    app_secret: SecretStr | None = None
+    access_token: SecretStr | None = None
+    api_base: str = "https://api.weibo.com/2/"  # @-mentions (channels/weibo_mentions.py)
+    timestamp_window_s: int = 300  # pushes with an older or newer timestamp are refused (0: off)
+    reply_url: str = "https://m.api.weibo.com/2/messages/reply.json"  # fan-service reply API
+    media_url: str = "https://upload.api.weibo.com/2/mss/msget"  # fan-service media download
+    poll_interval_s: float = 0.0  # @-mention poller (gateway/tasks/mentions.py); 0 = off
+    poll_max_pages: int = 5  # pages of mentions fetched per run at most
+    poll_page_size: int = 50  # mentions per page (Weibo allows up to 200)
+    poll_timeout_s: float = 10.0  # timeout of one mentions API call
+
+
+FORMAT = ProviderFormat(
+    media_type="application/json",
+    payload="one Weibo fan-service push (receiver_id, sender_id, created_at, type: text | position | image |"
+    " voice | event, text, data)",
+    signature="`signature` = sha1 of the sorted app secret, timestamp and nonce in the query (the body is not"
+    " signed, so a stale timestamp is refused). 403 when it fails",
+    query={
+        "signature": "sha1(sort(app_secret, timestamp, nonce))",
+        "timestamp": "milliseconds since the epoch; refused outside the window",
+        "nonce": "random string",
+        "echostr": "GET only: echoed back once the signature checks",
+    },
+    docs="https://open.weibo.com/wiki/消息推送服务",
+    example='{"receiver_id": 5900000001, "sender_id": 5100000002, "created_at": "Thu Nov 27 09:15:30 +0800 2026",'
+    ' "type": "text", "text": "人民路公交站旁边的垃圾桶满了没人清理", "data": {}}',
+    reply="a passive reply as JSON, or empty",
+)
+
+
 class WeiboChannel(BaseChannel):
     name: ClassVar[str] = "weibo"
     can_send: ClassVar[bool] = True
     max_body_bytes: ClassVar[int] = 64 * 1024
+    settings_class: ClassVar[type[ChannelSettings]] = WeiboSettings
+    provider_format: ClassVar[ProviderFormat] = FORMAT
     clock: Callable[[], float] = staticmethod(time.time)  # tests pin it
 
     @classmethod
     def accounts(cls, settings: Mapping[str, Any]) -> dict[str, Account]:
-        secret = _secret(settings.get("weibo_app_secret"))
+        own = cls.own_settings(settings)
+        assert isinstance(own, WeiboSettings)
+        secret = revealed(own.app_secret)
         if not secret:
             return {}
         values = {
-            "app_key": settings.get("weibo_app_key"),
+            "app_key": own.app_key,
             "app_secret": secret,
-            "access_token": _secret(settings.get("weibo_access_token")),
-            "reply_url": settings.get("weibo_reply_url"),
-            "media_url": settings.get("weibo_media_url"),
-            "api_base": settings.get("weibo_api_base"),  # @-mentions (channels/weibo_mentions.py)
-            "timestamp_window_s": settings.get("weibo_timestamp_window_s", 300),
+            "access_token": revealed(own.access_token),
+            "reply_url": own.reply_url,
+            "media_url": own.media_url,
+            "api_base": own.api_base,  # @-mentions (channels/weibo_mentions.py)
+            "timestamp_window_s": own.timestamp_window_s,
+            # SupportsPolling: the @-mention poller (gateway/tasks/mentions.py)
+            "poll_interval_s": own.poll_interval_s,
+            "poll_max_pages": own.poll_max_pages,
+            "poll_page_size": own.poll_page_size,
+            "poll_timeout_s": own.poll_timeout_s,
         }
         return {"default": Account("default", values, secret_fields=("app_secret", "access_token"))}
 
@@ -249,8 +305,3 @@ def _json(resp: requests.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
-
-
-def _secret(value: Any) -> Any:
-    getter = getattr(value, "get_secret_value", None)
-    return getter() if getter else value

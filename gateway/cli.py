@@ -21,7 +21,7 @@ from gateway.dispatch.stats import GRID_LEVELS, compute_stats
 from gateway.http.app import create_app
 from gateway.logs import setup_logging
 from gateway.migrate import missing_database, not_migrated, upgrade
-from gateway.runtime import config_warnings, load_accounts, make_channels, operator
+from gateway.runtime import channel_settings, config_warnings, load_accounts, make_channels, operator
 from gateway.settings import SettingsError, describe, load_settings
 from gateway.worker import make_celery, queues
 from grid.cli import register as register_grid
@@ -129,9 +129,12 @@ def _serve(args: argparse.Namespace) -> int:
         # The effective values where a setting is empty and a default applies.
         shown["GATEWAY_DATABASE_URL"] = shown.get("GATEWAY_DATABASE_URL") or settings.db_url
         shown["GATEWAY_MEDIA_DIR"] = shown.get("GATEWAY_MEDIA_DIR") or str(settings.media_path)
-        print(json.dumps(shown, ensure_ascii=False, indent=2, default=str))
         chans = make_channels()
-        for warning in config_warnings(settings, chans, load_accounts(chans, settings)):
+        for own in channel_settings(chans, settings).values():  # each channel's GATEWAY_<NAME>_*
+            shown.update(describe(own))
+        accounts = load_accounts(chans, settings)
+        print(json.dumps(shown, ensure_ascii=False, indent=2, default=str))
+        for warning in config_warnings(settings, chans, accounts):
             print(f"warning: {warning}", file=sys.stderr)
         return 0
     setup_logging(settings.log_level, settings.log_format)
@@ -165,6 +168,7 @@ def _worker(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    load_accounts(make_channels(), settings)  # a channel's bad setting stops here, named, not at the first task
     setup_logging(settings.log_level, settings.log_format)
     app = make_celery(settings)
     extra = [a for a in args.celery_args if a != "--"]

@@ -10,15 +10,16 @@ a pipeline.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout
+from pydantic import ValidationError
 
 import channels
-from channels.base import Account, BaseChannel
+from channels.base import GIVEN_SETTINGS, Account, BaseChannel, ChannelSettings
 from gateway.core.classify import NlpClassifier, PlaceholderClassifier, ReportClassifier
 from gateway.core.conversation import Conversation
 from gateway.core.pipeline import Pipeline
@@ -29,7 +30,7 @@ from gateway.dispatch.outbox import DeliveryWriter, Outbox
 from gateway.dispatch.ratings import Ratings
 from gateway.media import LocalMediaStore, MediaStore
 from gateway.metrics import Metrics
-from gateway.settings import Settings
+from gateway.settings import Settings, settings_error
 from gateway.tasks import table as task_table
 from gateway.tasks.runners import CeleryRunner, InProcessRunner, Services, TaskContext, celery_app
 
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "Runtime",
+    "channel_settings",
+    "channel_view",
     "config_warnings",
     "load_accounts",
     "make_channels",
@@ -93,13 +96,41 @@ def make_channels() -> dict[str, BaseChannel]:
     return {name: cls() for name, cls in channels.load_channels().items()}
 
 
+def channel_view(settings: Settings) -> dict[str, Any]:
+    """The settings as a channel's ``accounts`` and ``own_settings`` get them: the gateway's values
+    (public URL, Redis, media caps) and, under ``GIVEN_SETTINGS``, channels' settings given in code."""
+    return {**settings.model_dump(), GIVEN_SETTINGS: settings.channel_settings}
+
+
 def load_accounts(chans: Mapping[str, BaseChannel], settings: Settings) -> dict[tuple[str, str], Account]:
+    """Every configured account of every channel; a channel's bad setting is a ``SettingsError``
+    naming its variable (``gateway serve`` and ``gateway worker`` stop at start-up)."""
     found: dict[tuple[str, str], Account] = {}
-    values = settings.model_dump()
+    values = channel_view(settings)
     for name, channel in chans.items():
-        for acct_name, acct in type(channel).accounts(values).items():
-            found[(name, acct_name)] = acct
+        with _naming_variables(type(channel)):
+            for acct_name, acct in type(channel).accounts(values).items():
+                found[(name, acct_name)] = acct
     return found
+
+
+def channel_settings(chans: Mapping[str, BaseChannel], settings: Settings) -> dict[str, ChannelSettings]:
+    """The own settings of each channel that declares a ``settings_class`` (``gateway serve --check``)."""
+    values = channel_view(settings)
+    found: dict[str, ChannelSettings] = {}
+    for name, channel in chans.items():
+        if type(channel).settings_class is not None:
+            with _naming_variables(type(channel)):
+                found[name] = type(channel).own_settings(values)
+    return found
+
+
+@contextmanager
+def _naming_variables(channel: type[BaseChannel]) -> Iterator[None]:
+    try:
+        yield
+    except ValidationError as exc:
+        raise settings_error(exc, channel.settings_class or Settings) from None
 
 
 def build_pipeline(

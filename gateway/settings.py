@@ -11,12 +11,21 @@ import hmac
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    InstanceOf,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from grid.datum import parse_channel_datums
@@ -79,34 +88,10 @@ class Settings(BaseSettings):
     classifier: Literal["nlp", "placeholder"] = "nlp"
 
     # --- channels ---
-    wechat_token: SecretStr | None = None
-    wechat_aes_key: SecretStr | None = None
-    wechat_app_id: str | None = None
-    wechat_app_secret: SecretStr | None = None
-    wechat_api_base: str = "https://api.weixin.qq.com/cgi-bin/"
-    wechat_timestamp_window_s: int = 300
-    wechat_allow_plain: bool = False  # accept plain callbacks although an AES key is set (while switching modes)
-    wechat_template_id: str | None = None  # template message for news outside the 48 h window
-    wechat_template_fields: str = ""  # JSON {"template key": "text|case_number|time"}; see channels/wechat.py
-    wechat_template_url: str | None = None  # link of the template message; {case} is replaced
-    wechat_accounts: SecretStr | None = None  # JSON {"name": {"token": ..., ...}}: extra accounts
-    twilio_account_sid: str | None = None
-    twilio_auth_token: SecretStr | None = None
-    twilio_from: str | None = None
-    twilio_api_base: str | None = None
-    twilio_trust_forwarded: bool = False  # also check signatures against X-Forwarded-Proto/Host
-    weibo_app_key: str | None = None
-    weibo_app_secret: SecretStr | None = None
-    weibo_access_token: SecretStr | None = None
-    weibo_api_base: str = "https://api.weibo.com/2/"
-    weibo_timestamp_window_s: int = 300  # pushes with an older or newer timestamp are refused (0: off)
-    weibo_reply_url: str = "https://m.api.weibo.com/2/messages/reply.json"  # fan-service reply API
-    weibo_media_url: str = "https://upload.api.weibo.com/2/mss/msget"  # fan-service media download
-    weibo_poll_interval_s: float = 0.0  # @-mention poller (gateway/tasks/mentions.py); 0 = off
-    weibo_poll_max_pages: int = 5  # pages of mentions fetched per run at most
-    weibo_poll_page_size: int = 50  # mentions per page (Weibo allows up to 200)
-    weibo_poll_timeout_s: float = 10.0  # timeout of one mentions API call
-    open311_api_keys: str = ""
+    # Each channel's own settings (``ChannelSettings`` in its module, ``GATEWAY_<NAME>_*``) are
+    # its own; these are given in code only (tests, a program embedding the gateway), by channel
+    # name, and win over the environment. Never read from the environment.
+    channel_settings: Mapping[str, InstanceOf[BaseSettings]] = Field(default_factory=dict, exclude=True)
 
     # --- dispatch ---
     dispatch_url: AnyHttpUrl | None = None
@@ -133,6 +118,13 @@ class Settings(BaseSettings):
         parse_channel_datums(value)  # ValueError names the bad pair
         return value
 
+    @field_validator("channel_settings", mode="before")
+    @classmethod
+    def _given_in_code(cls, value: object) -> object:
+        if isinstance(value, Mapping) and all(isinstance(v, BaseSettings) for v in value.values()):
+            return value
+        raise ValueError("is not read from the environment: a channel's settings are its GATEWAY_<NAME>_* variables")
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
@@ -146,8 +138,6 @@ class Settings(BaseSettings):
             raise ValueError("GATEWAY_DISPATCH_SECRET is required when GATEWAY_DISPATCH_URL is set")
         if self.env == "production" and not self.secret_key:
             raise ValueError("GATEWAY_SECRET_KEY is required when GATEWAY_ENV=production")
-        if self.wechat_app_id and not self.wechat_token:
-            raise ValueError("GATEWAY_WECHAT_TOKEN is required when GATEWAY_WECHAT_APP_ID is set")
         return self
 
     @cached_property
@@ -162,32 +152,48 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         return not self.redis_url
 
-    @property
-    def open311_keys(self) -> frozenset[str]:
-        return frozenset(k.strip() for k in self.open311_api_keys.split(",") if k.strip())
-
 
 def load_settings(**overrides: object) -> Settings:
     """Read settings, turning pydantic's error into one that names the environment variables."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = "".join(str(p) for p in err["loc"])
-            name = f"{ENV_PREFIX}{loc.upper()}" if loc else "settings"
-            lines.append(f"{name}: {err['msg']}")
-        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+        raise settings_error(exc, Settings) from None
 
 
-def describe(settings: Settings) -> dict[str, object]:
-    """The effective settings with secrets masked, for `gateway serve --check` and logs."""
+def settings_error(exc: ValidationError, settings_class: type[BaseSettings]) -> SettingsError:
+    """pydantic's error about ``settings_class`` (the gateway's or a channel's), naming each variable."""
+    names = env_names(settings_class)
+    prefix = str(settings_class.model_config.get("env_prefix", ""))
+    lines = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else ""
+        name = names.get(field, (prefix + field).upper()) if field else "settings"
+        lines.append(f"{name}: {err['msg']}")
+    return SettingsError("invalid configuration:\n  " + "\n  ".join(lines))
+
+
+def env_names(settings_class: type[BaseSettings]) -> dict[str, str]:
+    """The environment variable of each field of ``settings_class`` read from the environment:
+    the prefix and the field's name, or the field's own ``validation_alias`` where it has one."""
+    prefix = str(settings_class.model_config.get("env_prefix", ""))
+    return {
+        name: (info.validation_alias if isinstance(info.validation_alias, str) else prefix + name).upper()
+        for name, info in settings_class.model_fields.items()
+        if not info.exclude
+    }
+
+
+def describe(settings: BaseSettings) -> dict[str, object]:
+    """The effective settings (the gateway's or a channel's) with secrets masked, by variable, for
+    `gateway serve --check` and logs."""
     out: dict[str, object] = {}
+    names = env_names(type(settings))
     for name, value in settings.model_dump().items():
         if isinstance(value, SecretStr):
             value = "***" if value.get_secret_value() else ""
         value = redact(name, value)  # passwords in URLs, key lists (``redact`` below)
-        out[f"{ENV_PREFIX}{name.upper()}"] = str(value) if isinstance(value, Path) else value
+        out[names[name]] = str(value) if isinstance(value, Path) else value
     return out
 
 

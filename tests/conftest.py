@@ -13,7 +13,7 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from gateway.migrate import upgrade
 from gateway.settings import Settings
 from gateway.tasks.runners import InProcessRunner
 from grid.index import SAMPLE_PATH
+from tests.harness import own_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # CI services set CI=true; people and other runners write CI=1 or CI=yes: all of them mean CI.
@@ -210,7 +211,8 @@ def grid_loaded() -> None:
 def make_settings(tmp_path: Path, sqlite_url: str, grid_loaded: None) -> Callable[..., Settings]:
     """Settings for a test: SQLite copy, var/ under tmp_path, placeholder classifier, no .env."""
 
-    def make(**overrides: Any) -> Settings:
+    def make(channels: Mapping[str, Mapping[str, Any]] | None = None, **overrides: Any) -> Settings:
+        """``channels``: each channel's own settings by channel name (``tests.harness.own_settings``)."""
         values: dict[str, Any] = {
             "var_dir": tmp_path / "var",
             "database_url": sqlite_url,
@@ -220,7 +222,7 @@ def make_settings(tmp_path: Path, sqlite_url: str, grid_loaded: None) -> Callabl
             "public_url": "http://gateway.test",
         }
         values.update(overrides)
-        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        return Settings(_env_file=None, channel_settings=own_settings(channels), **values)  # type: ignore[call-arg]
 
     return make
 

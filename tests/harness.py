@@ -17,10 +17,46 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
+import channels
+from channels.base import GIVEN_SETTINGS, ChannelSettings
 from gateway import keys
 from gateway.db import Message, Report
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+# --------------------------------------------------------------------------- a channel's settings
+
+
+def own_settings(given: Mapping[str, Mapping[str, Any] | ChannelSettings] | None = None) -> dict[str, ChannelSettings]:
+    """Every registered channel's own settings for a test, by channel name: the values given for it
+    (field names of its ``settings_class``) or its settings object, the rest from the process
+    environment but never from a ``.env`` file. ``make_settings(channels=...)`` puts them in the
+    gateway's settings (``Settings.channel_settings``). A channel or a field that does not exist
+    fails, so that a typo cannot leave a test running on defaults."""
+    given = given or {}
+    declared = {n: c.settings_class for n, c in channels.load_channels(plugins=False).items() if c.settings_class}
+    if unknown := set(given) - set(declared):
+        raise TypeError(f"no channel with settings is named {sorted(unknown)}")
+    out: dict[str, ChannelSettings] = {}
+    for name, kind in declared.items():
+        values = given.get(name, {})
+        if isinstance(values, ChannelSettings):
+            out[name] = values
+            continue
+        if wrong := set(values) - set(kind.model_fields):
+            raise TypeError(f"{kind.__name__} has no field {sorted(wrong)}")
+        out[name] = kind(_env_file=None, **values)  # type: ignore[call-arg]
+    return out
+
+
+def given(**values: Mapping[str, Any]) -> dict[str, Any]:
+    """What a channel's ``accounts`` gets (``gateway.runtime.channel_view``) when only channels'
+    settings matter, for a channel's unit tests: ``WeChatChannel.accounts(given(wechat={"token": T}))``."""
+    return {GIVEN_SETTINGS: own_settings(values)}
+
+
+# --------------------------------------------------------------------------- incoming cases
 
 
 @dataclass(frozen=True)

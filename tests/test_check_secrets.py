@@ -29,6 +29,8 @@ def test_serve_check_shows_no_secret(monkeypatch, capsys, tmp_path):
     for name, (_, secret) in SECRETS.items():
         assert secret not in out, f"{name} shows {secret!r}"
     shown = json.loads(out)
+    assert set(SECRETS) <= set(shown), "every setting is listed, the channels' own too"
+    assert shown["GATEWAY_TWILIO_AUTH_TOKEN"] == shown["GATEWAY_WEIBO_ACCESS_TOKEN"] == "***"
     assert shown["GATEWAY_DATABASE_URL"] == "postgresql+asyncpg://gateway:***@db:5432/gateway"  # still useful
     assert shown["GATEWAY_REDIS_URL"] == "redis://:***@redis:6379/0"
     assert shown["GATEWAY_OPEN311_API_KEYS"] == "***"

@@ -46,6 +46,36 @@ def test_bad_settings_exit_2_naming_the_variable(monkeypatch, capsys):
     assert "GATEWAY_CASE_PREFIX" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"GATEWAY_WECHAT_APP_ID": "wx1"}, "GATEWAY_WECHAT_TOKEN"),  # required together
+        ({"GATEWAY_WECHAT_TIMESTAMP_WINDOW_S": "five"}, "GATEWAY_WECHAT_TIMESTAMP_WINDOW_S"),
+        ({"GATEWAY_WEIBO_POLL_PAGE_SIZE": "many"}, "GATEWAY_WEIBO_POLL_PAGE_SIZE"),
+    ],
+)
+def test_a_bad_channel_setting_exits_2_naming_the_variable(monkeypatch, capsys, tmp_path, env, named):
+    monkeypatch.chdir(tmp_path)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["serve", "--check"]) == 2
+    assert named in capsys.readouterr().err
+    monkeypatch.setenv("GATEWAY_REDIS_URL", "redis://127.0.0.1:1/0")  # the worker stops before Celery starts
+    assert main(["worker"]) == 2
+    assert named in capsys.readouterr().err
+
+
+def test_serve_check_shows_each_channel_setting(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GATEWAY_TWILIO_FROM", "+8610690000000")
+    assert main(["serve", "--check"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["GATEWAY_TWILIO_FROM"] == "+8610690000000"
+    assert shown["GATEWAY_WEIBO_POLL_INTERVAL_S"] == 0
+    assert shown["GATEWAY_WECHAT_API_BASE"] == "https://api.weixin.qq.com/cgi-bin/"
+    assert shown["GATEWAY_OPEN311_API_KEYS"] == ""
+
+
 def test_serve_check_masks_secrets(monkeypatch, capsys):
     monkeypatch.setenv("GATEWAY_WECHAT_APP_SECRET", "topsecret")
     assert main(["serve", "--check"]) == 0

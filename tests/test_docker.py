@@ -21,7 +21,8 @@ import yaml
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
-from gateway.settings import ENV_PREFIX, Settings
+from channels import builtin_channels
+from gateway.settings import ENV_PREFIX, Settings, env_names
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker" / "compose.yaml"
@@ -169,9 +170,11 @@ def check_services(f: Files) -> list[str]:
 
 
 def check_env_names(f: Files) -> list[str]:
-    fields = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    fields = set(env_names(Settings).values()).union(
+        *(env_names(c.settings_class).values() for c in builtin_channels() if c.settings_class)
+    )
     return [
-        f"{svc}: {var} is not a field of gateway.settings.Settings"
+        f"{svc}: {var} is not a setting of the gateway (gateway.settings.Settings) or of a channel"
         for svc in f.compose.get("services", {})
         for var in f.env(svc)
         if var.startswith(ENV_PREFIX) and var not in fields

@@ -28,10 +28,9 @@ async def client(db_url: str, aiohttp_client: Any, make_settings: Callable[..., 
     # db_url first: the database is torn down after the app.
     settings = make_settings(
         database_url=db_url,
-        wechat_token=TOKEN,
+        channels={"wechat": {"token": TOKEN}, "open311": {"api_keys": "k1"}},
         dispatch_url="http://127.0.0.1:9/dispatch",
         dispatch_secret=SECRET,
-        open311_api_keys="k1",
     )
     app = create_app(settings, classifier=PlaceholderClassifier(), runner=runner)
     return await aiohttp_client(app)

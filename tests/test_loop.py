@@ -103,11 +103,9 @@ async def dispatcher() -> Any:
 
 def loop_settings(make_settings: Callable[..., Settings], wechat: FakeWeChatApi, fake: FakeDispatch, **more: Any):
     """Everything the web process and a worker need, in one settings object."""
+    own = {"token": TOKEN, "app_id": APP_ID, "app_secret": APP_SECRET, "api_base": wechat.base}  # type: ignore[attr-defined]
     return make_settings(
-        wechat_token=TOKEN,
-        wechat_app_id=APP_ID,
-        wechat_app_secret=APP_SECRET,
-        wechat_api_base=wechat.base,  # type: ignore[attr-defined]
+        channels={"wechat": own},
         **fast_dispatch(fake),
         **more,
     )

@@ -27,7 +27,7 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 @pytest.fixture
 def make_o311(aiohttp_client: Any, make_settings: Callable[..., Any], runner: Any):
     async def make(keys_: str = "test-key-1,test-key-2") -> Any:
-        settings = make_settings(open311_api_keys=keys_)
+        settings = make_settings(channels={"open311": {"api_keys": keys_}})
         return await aiohttp_client(create_app(settings, classifier=PlaceholderClassifier(), runner=runner))
 
     return make

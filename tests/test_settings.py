@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.settings import Settings, SettingsError, describe, load_settings
+from channels import builtin_channels
+from channels.sms import TwilioSettings
+from channels.wechat import WeChatSettings
+from gateway.settings import Settings, SettingsError, describe, env_names, load_settings
 
 
 def test_defaults_are_embedded_mode(monkeypatch, tmp_path):
@@ -31,6 +34,38 @@ def test_secrets_never_print(monkeypatch):
         assert "s3cr3t-value" not in shown and "wx-secret-value" not in shown
     assert describe(s)["GATEWAY_DISPATCH_SECRET"] == "***"
     assert s.dispatch_secret.get_secret_value() == "s3cr3t-value"
+    wechat = WeChatSettings(_env_file=None)  # a channel's own settings mask theirs the same way
+    for shown in (repr(wechat), str(wechat), str(describe(wechat))):
+        assert "wx-secret-value" not in shown
+    assert describe(wechat)["GATEWAY_WECHAT_APP_SECRET"] == "***"
+    assert wechat.app_secret.get_secret_value() == "wx-secret-value"
+
+
+def test_channel_settings_keep_their_variable_names(monkeypatch):
+    monkeypatch.setenv("GATEWAY_TWILIO_FROM", "+8610690000000")  # `from` is a keyword: the field is `from_`
+    monkeypatch.setenv("GATEWAY_WECHAT_TOKEN", "tok")
+    assert TwilioSettings(_env_file=None).from_ == "+8610690000000"
+    assert env_names(TwilioSettings)["from_"] == "GATEWAY_TWILIO_FROM"
+    assert describe(TwilioSettings(_env_file=None))["GATEWAY_TWILIO_FROM"] == "+8610690000000"
+    assert WeChatSettings(_env_file=None).token.get_secret_value() == "tok"
+
+
+def test_the_gateway_settings_name_no_channel_variable():
+    gateway = set(env_names(Settings).values())
+    for channel in builtin_channels():
+        if channel.settings_class is not None:
+            prefix = channel.settings_class.model_config["env_prefix"]
+            assert [v for v in gateway if v.startswith(prefix)] == [], f"{channel.name} owns {prefix}*"
+
+
+def test_channel_settings_are_given_in_code_not_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("GATEWAY_CHANNEL_SETTINGS", '{"wechat": {"token": "t"}}')
+    with pytest.raises(SettingsError, match="GATEWAY_CHANNEL_SETTINGS"):
+        load_settings(_env_file=None)
+    monkeypatch.delenv("GATEWAY_CHANNEL_SETTINGS")
+    given = WeChatSettings(_env_file=None, token="t")
+    assert load_settings(_env_file=None, channel_settings={"wechat": given}).channel_settings["wechat"] is given
+    assert "GATEWAY_CHANNEL_SETTINGS" not in describe(load_settings(_env_file=None))
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from gateway import keys
@@ -312,24 +313,43 @@ async def revoke_key(request: web.Request) -> web.Response:
 # --------------------------------------------------------------------------- machine API
 
 
+class QueueItemOut(BaseModel):
+    """A report waiting for a moderator (``GET /api/v1/admin/queue``)."""
+
+    case_number: str
+    channel: str
+    text: str = Field(description="masked as the console shows it")
+    priority: str
+    category: str | None
+    candidates: list[dict[str, Any]] = Field(description="the classifier's best categories: code, name, confidence")
+    reasons: list[str] = Field(description="why it waits for review")
+    duplicates: list[str] = Field(description="case numbers of likely duplicates")
+    created_at: str
+
+
+class QueueOut(BaseModel):
+    total: int
+    items: list[QueueItemOut]
+
+
 @api_guard("queue:read")
 async def api_queue(request: web.Request) -> web.Response:
     items, total = await load_queue(request.config_dict[keys.DB], QueueFilter.from_query(request.query))
     out = [
-        {
-            "case_number": i.case_number,
-            "channel": i.report.channel,
-            "text": i.text,
-            "priority": i.report.priority,
-            "category": i.report.category_code,
-            "candidates": i.candidates,
-            "reasons": [k for k, _ in i.reasons],
-            "duplicates": [d.case_number for d in i.duplicates],
-            "created_at": i.report.created_at.isoformat(),
-        }
+        QueueItemOut(
+            case_number=i.case_number,
+            channel=i.report.channel,
+            text=i.text,
+            priority=i.report.priority,
+            category=i.report.category_code,
+            candidates=i.candidates,
+            reasons=[k for k, _ in i.reasons],
+            duplicates=[d.case_number for d in i.duplicates],
+            created_at=i.report.created_at.isoformat(),
+        )
         for i in items
     ]
-    return web.json_response({"total": total, "items": out}, dumps=_dumps)
+    return web.json_response(QueueOut(total=total, items=out).model_dump(), dumps=_dumps)
 
 
 @api_guard("reviews:read")

@@ -21,7 +21,7 @@ from gateway.core.units import TaskRunner
 from gateway.db import Database
 from gateway.http import channels as channel_routes
 from gateway.http import dispatch as dispatch_routes
-from gateway.http import media_gc, ops, rating, webform
+from gateway.http import media_gc, openapi, ops, rating, webform
 from gateway.http import open311 as open311_routes
 from gateway.http import reports as api
 from gateway.http.bodies import body_caps
@@ -64,6 +64,7 @@ def create_app(
     app.cleanup_ctx.append(media_gc.periodic())  # orphaned media files removed (issue 13, item 4)
     app.router.add_routes(
         ops.routes()
+        + openapi.routes()
         + api.routes()
         + webform.routes()
         + open311_routes.routes()
@@ -135,7 +136,7 @@ async def _background(app: web.Application, runtime: Runtime) -> AsyncIterator[N
     stop = asyncio.Event()
     await on_serve(runtime)  # start-up warnings; deliveries parked while dispatch was unset go now
     sweeper = asyncio.create_task(_sweep_forever(pipeline, settings.sweep_interval_s, stop), name="sweeper")
-    poller = mentions.schedule(chosen, settings, stop)  # Weibo @-mentions; None when off (the default)
+    poller = mentions.schedule(chosen, runtime.accounts, stop)  # Weibo @-mentions; None when off (the default)
     # Load (on first start: train) the model now, in a thread, so the first resident does not wait.
     warm = classifier.warm_up() if isinstance(classifier, NlpClassifier) else None
     warming = asyncio.create_task(warm, name="classifier-warm-up") if warm is not None else None

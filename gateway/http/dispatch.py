@@ -21,10 +21,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -62,12 +62,52 @@ class BadCallback(ValueError):
         self.fields = fields
 
 
-@dataclass(frozen=True, slots=True)
-class Callback:
-    id: str
-    case_number: str
-    status: str
-    note: str | None
+CallbackStatus = Literal["accepted", "in_progress", "resolved", "closed", "rejected", "returned"]
+assert set(get_args(CallbackStatus)) == set(CALLBACK_STATUSES)
+
+
+def _bounded(value: Any, limit: int) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= limit:
+        raise payload.field_error(f"required string of 1-{limit} characters")
+    return value
+
+
+class Callback(BaseModel):
+    """A status change from dispatch (``POST /api/v1/dispatch/callback``); other fields are ignored."""
+
+    model_config = ConfigDict(title="DispatchCallback", frozen=True, extra="ignore")
+
+    id: str = Field(min_length=1, max_length=128, description="the callback's own id: a repeat changes nothing")
+    case_number: str = Field(min_length=1, max_length=32)
+    status: CallbackStatus = Field(description="`returned`: back to moderators for reclassification")
+    note: str | None = Field(default=None, max_length=MAX_NOTE, description="required with `rejected`: the reason")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _absent_is_null(cls, data: Any) -> Any:
+        """A missing field gets the message of a wrong one (``required string of ...``)."""
+        return dict.fromkeys(("id", "case_number", "status", "note")) | data if isinstance(data, dict) else data
+
+    @field_validator("id", "case_number", mode="before")
+    @classmethod
+    def _ids(cls, value: Any, info: ValidationInfo) -> str:
+        return _bounded(value, 128 if info.field_name == "id" else 32)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status(cls, value: Any) -> str:
+        if not isinstance(value, str) or value not in CALLBACK_STATUSES:
+            raise payload.field_error("one of " + ", ".join(CALLBACK_STATUSES))
+        return value
+
+    @field_validator("note", mode="before")
+    @classmethod
+    def _note(cls, value: Any, info: ValidationInfo) -> str | None:
+        if info.data.get("status") == "rejected" and not (isinstance(value, str) and value.strip()):
+            raise payload.field_error("a rejection needs the reason in `note`")
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_NOTE):
+            raise payload.field_error(f"string of at most {MAX_NOTE} characters")
+        return value.strip() if value else None
 
 
 def parse_callback(body: bytes) -> Callback:
@@ -77,20 +117,66 @@ def parse_callback(body: bytes) -> Callback:
         raise BadCallback(exc.fields) from None
     if not isinstance(data, dict):
         raise BadCallback({"body": "expected a JSON object"})
-    errors: dict[str, str] = {}
-    for key, limit in (("id", 128), ("case_number", 32)):
-        if not isinstance(data.get(key), str) or not 0 < len(data[key]) <= limit:
-            errors[key] = f"required string of 1-{limit} characters"
-    if data.get("status") not in CALLBACK_STATUSES:
-        errors["status"] = "one of " + ", ".join(CALLBACK_STATUSES)
-    note = data.get("note")
-    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
-        errors["note"] = f"string of at most {MAX_NOTE} characters"
-    if data.get("status") == "rejected" and not (isinstance(note, str) and note.strip()):
-        errors["note"] = "a rejection needs the reason in `note`"
-    if errors:
-        raise BadCallback(errors)
-    return Callback(data["id"], data["case_number"], data["status"], note.strip() if note else None)
+    try:
+        return Callback.model_validate(data)
+    except ValidationError as exc:
+        raise BadCallback(payload.field_errors(exc)) from None
+
+
+class CallbackResult(BaseModel):
+    """What a callback did: ``duplicate`` for a callback id seen before, ``changed`` when the status moved."""
+
+    case_number: str
+    status: str = Field(description="the report's status now")
+    duplicate: bool
+    changed: bool
+
+
+class CallbackConflict(BaseModel):
+    """409: the lifecycle does not allow the move (``error`` names the allowed ones)."""
+
+    error: str
+    current: str
+    requested: str
+
+
+class Figures(BaseModel):
+    """Handling figures of a group of cases; ``Stats.counts`` says what each counts."""
+
+    count: int
+    delivered: int
+    waiting: int
+    median_accept_s: float | None
+    median_resolve_s: float | None
+    on_time_rate: float | None = Field(ge=0, le=1)
+    ratings: int
+    mean_rating: float | None = Field(ge=1, le=5)
+
+
+class CategoryFigures(Figures):
+    code: str | None
+    name: str | None
+
+
+class DepartmentFigures(Figures):
+    department: str
+
+
+class GridFigures(Figures):
+    code: str | None = Field(description="null: cases not placed this deep")
+    name: str | None
+
+
+class Stats(BaseModel):
+    """``GET /api/v1/stats`` (``gateway.dispatch.stats.compute_stats``)."""
+
+    generated_at: str
+    counts: dict[str, str]
+    total: Figures
+    by_category: list[CategoryFigures]
+    by_department: list[DepartmentFigures]
+    grid_level: Literal["市", "区", "街道", "社区", "网格"]
+    by_grid: list[GridFigures]
 
 
 class NotDeliveredToSigner(LookupError):
@@ -173,7 +259,7 @@ async def callback(request: web.Request) -> web.Response:
         log.warning("dispatch callback refused: illegal move", extra={"case": cb.case_number, "status": cb.status})
         raise _error(web.HTTPConflict, str(exc), current=str(exc.current), requested=cb.status) from None
     log.info("dispatch callback", extra={"case": cb.case_number, "status": cb.status, **result})
-    return web.json_response(result)
+    return web.json_response(CallbackResult.model_validate(result).model_dump())
 
 
 def _signers(table: Any, headers: Mapping[str, str], body: bytes, window_s: int) -> frozenset[str]:

@@ -43,6 +43,7 @@ PREFIX = "/open311/v2"
 MAX_RESULTS = 200
 DEFAULT_WINDOW = timedelta(days=90)  # the spec's default range when no dates are given
 _FMT = "{fmt:json|xml}"
+CHANGESET = "2026-11-28T00:00:00+00:00"  # of the discovery document
 
 
 @lru_cache(maxsize=4)
@@ -77,21 +78,15 @@ def _error(fmt: str, status: int, *descriptions: str) -> web.Response:
 
 async def discovery(request: web.Request) -> web.Response:
     base = request.app[keys.SETTINGS].public_url.rstrip("/") + PREFIX
-    body = {
-        "changeset": "2026-11-28T00:00:00+00:00",
-        "contact": "",
-        "key_service": "",
-        "endpoints": [
-            {
-                "specification": open311.SPEC_URL,
-                "url": base,
-                "changeset": "2026-11-28T00:00:00+00:00",
-                "type": "production",
-                "formats": list(FORMATS.values()),
-            }
-        ],
-    }
-    return _respond(request.match_info["fmt"], body, "discovery", None)
+    endpoint = open311.EndpointOut(
+        specification=open311.SPEC_URL,
+        url=base,
+        changeset=CHANGESET,
+        type="production",
+        formats=list(FORMATS.values()),
+    )
+    body = open311.DiscoveryOut(changeset=CHANGESET, contact="", key_service="", endpoints=[endpoint])
+    return _respond(request.match_info["fmt"], body.model_dump(), "discovery", None)
 
 
 async def services_list(request: web.Request) -> web.Response:

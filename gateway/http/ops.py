@@ -1,27 +1,37 @@
-"""Operations endpoints: health, readiness, metrics, the published schemas, and media."""
+"""Operations endpoints: health, readiness, metrics, the report's JSON Schema, and media
+(the OpenAPI document and its viewer: ``gateway/http/openapi.py``)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-from pathlib import Path
+from typing import Literal
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select, text
 
 from gateway import keys
 from gateway.core.schema import json_schemas
 from gateway.db import Database, Delivery, Media, Notification, Report, utcnow
-from gateway.http.openapi import openapi_document
 from gateway.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, str] = Field(description="`database` and `redis` (when configured): `ok` or `error: <type>`")
+
+
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return web.json_response(Health(status="ok").model_dump())
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -42,9 +52,8 @@ async def readyz(request: web.Request) -> web.Response:
         except Exception as exc:
             checks["redis"] = f"error: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
-    return web.json_response(
-        {"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503
-    )
+    body = Readiness(status="ready" if ready else "not ready", checks=checks)
+    return web.json_response(body.model_dump(), status=200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -93,11 +102,6 @@ async def report_schema(request: web.Request) -> web.Response:
     return web.json_response(json_schemas()["report"], dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
-async def openapi(request: web.Request) -> web.Response:
-    doc = openapi_document(request.app[keys.SETTINGS].public_url)
-    return web.json_response(doc, dumps=lambda o: json.dumps(o, ensure_ascii=False))
-
-
 async def media(request: web.Request) -> web.Response:
     found = await request.app[keys.MEDIA].get(request.match_info["sha256"])
     if found is None:
@@ -114,40 +118,11 @@ async def media(request: web.Request) -> web.Response:
     )
 
 
-SWAGGER_UI = Path(__file__).parent / "static" / "swagger-ui"
-_DOCS_TYPES = {".js": "application/javascript", ".css": "text/css"}
-_DOCS_PAGE = """<!doctype html>
-<html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>API 文档 · 市民诉求网关</title><link rel="icon" href="data:,">
-<link rel="stylesheet" href="/api/docs/static/swagger-ui.css"></head>
-<body><div id="swagger-ui"></div>
-<script src="/api/docs/static/swagger-ui-bundle.js"></script><script src="/api/docs/static/docs.js"></script>
-</body></html>"""
-
-
-async def api_docs(request: web.Request) -> web.Response:
-    """The OpenAPI document in Swagger UI, from vendored files (gateway/http/static/swagger-ui)."""
-    return web.Response(text=_DOCS_PAGE, content_type="text/html")
-
-
-async def api_docs_static(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    path = SWAGGER_UI / name
-    if "/" in name or name.startswith(".") or path.suffix not in _DOCS_TYPES or not path.is_file():
-        raise web.HTTPNotFound()
-    body = await asyncio.to_thread(path.read_bytes)
-    headers = {"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"}
-    return web.Response(body=body, content_type=_DOCS_TYPES[path.suffix], charset="utf-8", headers=headers)
-
-
 def routes() -> list[web.AbstractRouteDef]:
     return [
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
         web.get("/metrics", metrics),
         web.get("/api/schema/report.json", report_schema),
-        web.get("/api/docs", api_docs),
-        web.get("/api/docs/static/{name}", api_docs_static),
-        web.get("/api/openapi.json", openapi),
         web.get("/media/{sha256:[0-9a-f]{64}}", media),
     ]

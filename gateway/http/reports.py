@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -26,6 +27,25 @@ from gateway.models import InboundMessage, MediaRef, MessageKind
 log = logging.getLogger(__name__)
 # The photos of the post being read: sha256 -> (bytes, type), stored once the report is valid.
 _pending_photos: contextvars.ContextVar[dict[str, tuple[bytes, str]]] = contextvars.ContextVar("pending_photos")
+
+
+class ApiError(BaseModel):
+    """A refused API request: what is wrong, and for invalid fields which (field -> reason)."""
+
+    model_config = ConfigDict(title="Error")
+
+    error: str
+    fields: dict[str, str] | None = Field(default=None, description="present when fields are invalid")
+
+
+class ReportCreated(BaseModel):
+    """The answer to ``POST /api/v1/reports`` (201, or 200 for a retry with the same Idempotency-Key)."""
+
+    case_number: str
+    status: str | None = Field(description="the report's status when answered (usually `received`)")
+    status_url: str = Field(description="the report in this API (also the Location header)")
+    message: str | None = Field(description="what to tell the resident (Chinese)")
+    duplicate: bool = Field(description="true: a retry; this is the first post's report")
 
 
 def bad_request(fields: dict[str, str], message: str = "invalid request") -> web.HTTPBadRequest:
@@ -159,15 +179,15 @@ async def create_report(request: web.Request) -> web.Response:
     msg = await read_report_post(request)
     result: IntakeResult = await edge.intake(request, [msg], idempotency_key=request.headers.get("Idempotency-Key"))
     assert result.case_number is not None
-    body = {
-        "case_number": result.case_number,
-        "status": result.status,
-        "status_url": status_url(request, result.case_number),
-        "message": result.reply,
-        "duplicate": result.duplicate,
-    }
+    body = ReportCreated(
+        case_number=result.case_number,
+        status=result.status,
+        status_url=status_url(request, result.case_number),
+        message=result.reply,
+        duplicate=result.duplicate,
+    )
     return web.json_response(
-        body,
+        body.model_dump(),
         status=200 if result.duplicate else 201,
         headers={"Location": status_url(request, result.case_number)},
         dumps=_dumps,

@@ -1,9 +1,11 @@
 """The Weibo @-mention poller: public posts that @-mention the city's account become reports.
 
 Optional and off by default: ``GATEWAY_WEIBO_POLL_INTERVAL_S`` > 0 turns it on; it needs the
-Weibo account (``GATEWAY_WEIBO_APP_SECRET``, ``GATEWAY_WEIBO_ACCESS_TOKEN``). The API and the
-mention's shape are in ``channels/weibo_mentions.py``, reached through the channel's
-``SupportsPolling`` capability (``channels/base.py``).
+Weibo account (``GATEWAY_WEIBO_APP_SECRET``, ``GATEWAY_WEIBO_ACCESS_TOKEN``). These are the
+channel's own settings (``WeiboSettings``): the account carries the interval and the bounds of a
+run (``poll_interval_s``, ``poll_max_pages``, ``poll_page_size``, ``poll_timeout_s``), as the
+``SupportsPolling`` capability (``channels/base.py``) says. The API and the mention's shape are
+in ``channels/weibo_mentions.py``.
 
 Running it. Celery beat is not part of the deployment, so the serving process schedules: each
 ``gateway serve`` (embedded or production) runs ``schedule``, a loop that enqueues the task
@@ -34,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -49,7 +52,6 @@ from gateway.db import ChannelCursor
 if TYPE_CHECKING:
     from gateway.core.pipeline import Pipeline
     from gateway.core.units import TaskRunner
-    from gateway.settings import Settings
     from gateway.tasks.runners import TaskContext
 
 log = logging.getLogger(__name__)
@@ -90,9 +92,11 @@ class Source:
         )
 
 
-def schedule(runner: TaskRunner, settings: Settings, stop: asyncio.Event) -> asyncio.Task[None] | None:
+def schedule(
+    runner: TaskRunner, accounts: Mapping[tuple[str, str], Account], stop: asyncio.Event
+) -> asyncio.Task[None] | None:
     """Start the loop that enqueues a poll every interval, or nothing when the poller is off."""
-    interval = settings.weibo_poll_interval_s
+    interval = _interval(accounts.get((CHANNEL, ACCOUNT)))
     if interval <= 0:
         return None
     log.info("Weibo mentions poller on", extra={"interval_s": interval})
@@ -111,28 +115,35 @@ async def _enqueue_forever(runner: TaskRunner, interval: float, stop: asyncio.Ev
 
 async def poll_weibo_mentions(ctx: TaskContext) -> None:
     """The task: one bounded run, unless the poller is off or another process polled just now."""
-    settings: Settings = ctx.services["settings"]
-    interval = settings.weibo_poll_interval_s
-    if interval <= 0:
-        return  # turned off since this was enqueued
     acct = ctx.services["accounts"].get((CHANNEL, ACCOUNT))
+    interval = _interval(acct)
+    if acct is None or interval <= 0:
+        return  # turned off since this was enqueued
     channel = ctx.services["channels"].get(CHANNEL)
-    if acct is None or not acct.get("access_token") or not acct.get("api_base"):
+    if not acct.get("access_token") or not acct.get("api_base"):
         log.warning("Weibo mentions poller is on but the Weibo account or its access token is missing")
         return
     if not isinstance(channel, SupportsPolling):
         log.warning("Weibo mentions poller is on but the weibo channel cannot be polled")
         return
-    api = Source(channel, acct, settings.weibo_poll_timeout_s)
+    api = Source(channel, acct, float(acct.get("poll_timeout_s", 10.0)))
     try:
         if not await claim(ctx.pipeline, interval * CLAIM_SPACING):
             log.info("Weibo mentions polled recently by another process; skipped")
             return
         await poll_once(
-            ctx.pipeline, api, max_pages=settings.weibo_poll_max_pages, page_size=settings.weibo_poll_page_size
+            ctx.pipeline,
+            api,
+            max_pages=int(acct.get("poll_max_pages", 5)),
+            page_size=int(acct.get("poll_page_size", 50)),
         )
     except Exception:
         log.exception("Weibo mentions poll failed; the next run retries from the cursor")
+
+
+def _interval(acct: Account | None) -> float:
+    """The account's ``poll_interval_s`` (``SupportsPolling``); 0 when the account is not polled."""
+    return float(acct.get("poll_interval_s", 0.0)) if acct is not None else 0.0
 
 
 async def poll_once(pipeline: Pipeline, api: Source, *, max_pages: int, page_size: int) -> int:

@@ -29,7 +29,7 @@ from gateway.http.app import create_app
 from gateway.models import MediaRef, MessageKind, OutboundMessage
 from gateway.tasks.notify import notify
 from tests.fakes.twilio_api import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioApi
-from tests.harness import FIXTURES, IncomingCase, Prepared, run_incoming
+from tests.harness import FIXTURES, IncomingCase, Prepared, given, run_incoming
 
 PATH = "/channels/sms/twilio"
 PUBLIC = "http://gateway.test"  # make_settings' public_url
@@ -49,17 +49,22 @@ async def fake(aiohttp_server: Any) -> FakeTwilioApi:
     return api
 
 
+def twilio_settings(fake: FakeTwilioApi, **more: Any) -> dict[str, Any]:
+    return {
+        "account_sid": ACCOUNT_SID,
+        "auth_token": AUTH_TOKEN,
+        "from_": "+8610690000000",
+        "api_base": fake.base,  # type: ignore[attr-defined]
+        **more,
+    }
+
+
 @pytest.fixture
 def make_sms(aiohttp_client: Any, make_settings: Callable[..., Any], fake: FakeTwilioApi, runner: Any):
     async def make(**overrides: Any) -> Any:
-        env = {
-            "twilio_account_sid": ACCOUNT_SID,
-            "twilio_auth_token": AUTH_TOKEN,
-            "twilio_from": "+8610690000000",
-            "twilio_api_base": fake.base,  # type: ignore[attr-defined]
-            **overrides,
-        }
-        app = create_app(make_settings(**env), classifier=PlaceholderClassifier(), runner=runner)
+        """``overrides``: the channel's own settings (``TwilioSettings``) over the test's."""
+        own = twilio_settings(fake, **overrides)
+        app = create_app(make_settings(channels={"sms": own}), classifier=PlaceholderClassifier(), runner=runner)
         return await aiohttp_client(app)
 
     return make
@@ -290,14 +295,7 @@ async def test_status_callback_with_bad_signature_changes_nothing(sms: Any) -> N
 
 
 def account(fake: FakeTwilioApi, **more: Any) -> Account:
-    settings = {
-        "twilio_account_sid": ACCOUNT_SID,
-        "twilio_auth_token": AUTH_TOKEN,
-        "twilio_from": "+8610690000000",
-        "twilio_api_base": fake.base,  # type: ignore[attr-defined]
-        "public_url": PUBLIC,
-        **more,
-    }
+    settings = {**given(sms=twilio_settings(fake, **more)), "public_url": PUBLIC}
     return SmsChannel.accounts(settings)["twilio"]
 
 
@@ -330,7 +328,7 @@ async def test_send(fake: FakeTwilioApi, caplog: Any, label: str, failure: Any, 
 async def test_send_refuses_non_numbers_and_unreachable_api_is_retryable(fake: FakeTwilioApi) -> None:
     with pytest.raises(SendRejected):
         await asyncio.to_thread(SmsChannel().send, OutboundMessage("sms", "wechat:abc", "x"), account(fake))
-    dead = account(fake, twilio_api_base="http://127.0.0.1:9")
+    dead = account(fake, api_base="http://127.0.0.1:9")
     with pytest.raises(SendRetryable):
         await asyncio.to_thread(SmsChannel().send, OutboundMessage("sms", SENDER, "x"), dead)
 
@@ -387,7 +385,7 @@ def test_trust_forwarded_accepts_the_url_the_proxy_saw(fake: FakeTwilioApi) -> N
     req = RawRequest("POST", f"{PUBLIC}{PATH}", headers, {}, body)
     with pytest.raises(InvalidSignature):
         SmsChannel().verify(req, account(fake))  # not trusted by default
-    SmsChannel().verify(req, account(fake, twilio_trust_forwarded=True))
+    SmsChannel().verify(req, account(fake, trust_forwarded=True))
 
 
 # --------------------------------------------------------------------------- conformance (../shared)
@@ -443,7 +441,7 @@ async def test_conformance_payloads_through_the_app(
     make_sms: Callable[..., Any], conformance_dir: Path, runner: Any
 ) -> None:
     # Courier's captures use AccountSid "acctid" and token 6789; re-signed here for our URL.
-    client = await make_sms(twilio_auth_token="6789")
+    client = await make_sms(auth_token="6789")
     read = lambda name: (conformance_dir / name).read_bytes()  # noqa: E731
     assert (await post(client, read("twilio_sms_inbound_basic.form"), token="6789")).status == 200
     assert (await post(client, read("twilio_sms_inbound_basic.form"), token="6789")).status == 200  # retry

@@ -7,7 +7,7 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,9 @@ from gateway.core.classify import PlaceholderClassifier
 from gateway.db import Contact, Media, Message, Notification, Report
 from gateway.http.app import create_app
 from gateway.models import OutboundMessage
+from gateway.runtime import channel_view
 from tests.fakes.wechat_api import APP_ID, APP_SECRET, FakeWeChatApi
-from tests.harness import FIXTURES, IncomingCase, OutgoingCase, Prepared, counts, run_incoming
+from tests.harness import FIXTURES, IncomingCase, OutgoingCase, Prepared, counts, given, run_incoming
 
 TOKEN = "citytoken2026"
 AES_KEY = base64.b64encode(bytes(range(32))).decode().rstrip("=")
@@ -55,22 +56,24 @@ async def fake(aiohttp_server: Any) -> FakeWeChatApi:
     return api
 
 
-def wechat_env(fake: FakeWeChatApi, **more: Any) -> dict[str, Any]:
+def wechat_settings(fake: FakeWeChatApi, **more: Any) -> dict[str, Any]:
+    """The channel's own settings (``WeChatSettings``) for a test against the fake API."""
     return {
-        "wechat_token": TOKEN,
-        "wechat_aes_key": AES_KEY,
-        "wechat_app_id": APP_ID,
-        "wechat_app_secret": APP_SECRET,
-        "wechat_api_base": fake.base,  # type: ignore[attr-defined]
-        "wechat_allow_plain": True,  # most cases are plain mode; test_plain_refused_in_safe_mode covers the default
+        "token": TOKEN,
+        "aes_key": AES_KEY,
+        "app_id": APP_ID,
+        "app_secret": APP_SECRET,
+        "api_base": fake.base,  # type: ignore[attr-defined]
+        "allow_plain": True,  # most cases are plain mode; test_plain_refused_in_safe_mode covers the default
         **more,
     }
 
 
 @pytest.fixture
 def make_wx(aiohttp_client: Any, make_settings: Callable[..., Any], fake: FakeWeChatApi, runner: Any):
-    async def make(**overrides: Any) -> Any:
-        settings = make_settings(**wechat_env(fake, **overrides))
+    async def make(wechat: Mapping[str, Any] | None = None, **overrides: Any) -> Any:
+        """``wechat``: the channel's settings over ``wechat_settings``; ``overrides``: the gateway's."""
+        settings = make_settings(channels={"wechat": wechat_settings(fake, **(wechat or {}))}, **overrides)
         client = await aiohttp_client(create_app(settings, classifier=PlaceholderClassifier(), runner=runner))
         channel = client.app[keys.CHANNELS]["wechat"]
         channel.clock = lambda: NOW
@@ -437,7 +440,7 @@ async def test_an_overlong_sender_is_a_bad_payload_not_a_crash(wx: Any) -> None:
 
 async def test_plain_refused_in_safe_mode(make_wx: Any) -> None:
     """With an AES key, only the encrypted form is taken: a plain body's signature covers nothing."""
-    client = await make_wx(wechat_allow_plain=False)
+    client = await make_wx({"allow_plain": False})
     body = (Path(__file__).parent.parent / "fixtures/wechat/text.xml").read_bytes()
     plain = signed()(Prepared(PATH, body, {}, {}))
     resp = await client.post(PATH, data=plain.body, params=plain.query)
@@ -523,8 +526,8 @@ async def test_recent_location_event_locates_a_report_without_location(wx: Any) 
 
 async def test_accounts_from_json_setting(make_wx: Callable[..., Any]) -> None:
     extra = {"district2": {"token": "district-token", "app_id": "wx2", "app_secret": "s2"}}
-    client = await make_wx(wechat_accounts=json.dumps(extra))
-    accounts = client.app[keys.CHANNELS]["wechat"].accounts(client.app[keys.SETTINGS].model_dump())
+    client = await make_wx({"accounts": json.dumps(extra)})
+    accounts = client.app[keys.CHANNELS]["wechat"].accounts(channel_view(client.app[keys.SETTINGS]))
     assert set(accounts) == {"default", "district2"}
     assert accounts["district2"].redacted()["token"] == "***"
     case = IncomingCase(
@@ -538,21 +541,15 @@ async def test_accounts_from_json_setting(make_wx: Callable[..., Any]) -> None:
 
 
 def test_no_token_means_no_account() -> None:
-    assert WeChatChannel.accounts({"wechat_token": None}) == {}
+    assert WeChatChannel.accounts(given(wechat={"token": None})) == {}
 
 
 # --------------------------------------------------------------------------- notifications
 
 
 def account(fake: FakeWeChatApi, **more: Any) -> Account:
-    settings = {
-        "wechat_token": TOKEN,
-        "wechat_app_id": APP_ID,
-        "wechat_app_secret": APP_SECRET,
-        "wechat_api_base": fake.base,  # type: ignore[attr-defined]
-        **more,
-    }
-    return WeChatChannel.accounts(settings)["default"]
+    own = {"token": TOKEN, "app_id": APP_ID, "app_secret": APP_SECRET, "api_base": fake.base, **more}  # type: ignore[attr-defined]
+    return WeChatChannel.accounts(given(wechat=own))["default"]
 
 
 OUTGOING = [
@@ -633,7 +630,7 @@ async def test_outgoing(fake: FakeWeChatApi, case: OutgoingCase, caplog: pytest.
 async def test_out_of_window_falls_back_to_template(fake: FakeWeChatApi) -> None:
     fake.out_of_window.add(OPENID)
     api = wechat_api.WeChatApi(tokens=MemoryTokenStore())
-    acct = account(fake, wechat_template_id="TPL-STATUS", wechat_template_url="https://gw.example.test/r/{case}")
+    acct = account(fake, template_id="TPL-STATUS", template_url="https://gw.example.test/r/{case}")
     msg = OutboundMessage(channel="wechat", recipient=SENDER, text="案件 ZW20261127000001 已处理完毕。")
     result = await asyncio.to_thread(api.send, msg, acct)
     assert result.external_id == "200228332" and result.detail == {"api": "template"}
@@ -757,7 +754,7 @@ def _vector_accounts(vectors: dict[str, Any]) -> str:
 @pytest.mark.shared
 async def test_conformance_captures_and_crypto_vectors(make_wx: Callable[..., Any], conformance_dir: Path) -> None:
     vectors = json.loads((conformance_dir / "VECTORS.json").read_text())
-    client = await make_wx(wechat_accounts=_vector_accounts(vectors))
+    client = await make_wx({"accounts": _vector_accounts(vectors)})
     channel = client.app[keys.CHANNELS]["wechat"]
 
     async def deliver(account: str, query: dict[str, str], body: str | bytes, method: str = "POST") -> tuple[int, str]:

@@ -24,7 +24,7 @@ from gateway.http.app import create_app
 from gateway.models import MediaRef, MessageKind
 from gateway.runtime import channel_shortcomings
 from tests.console.conftest import PASSWORD, login
-from tests.harness import FIXTURES
+from tests.harness import FIXTURES, given
 
 TOKEN = "citytoken2026"
 NOW = 1764201700
@@ -60,7 +60,7 @@ async def pictures(aiohttp_server: Any) -> tuple[Pictures, str]:
 
 
 def token_only(base: str) -> Account:
-    return WeChatChannel.accounts({"wechat_token": TOKEN, "wechat_api_base": base + "/cgi-bin/"})["default"]
+    return WeChatChannel.accounts(given(wechat={"token": TOKEN, "api_base": base + "/cgi-bin/"}))["default"]
 
 
 def photo(url: str | None) -> MediaRef:
@@ -105,17 +105,17 @@ def test_picurl_on_wechat_image_hosts_goes_over_https(monkeypatch: pytest.Monkey
         return JPEG, "image/jpeg"
 
     monkeypatch.setattr(wechat_api, "get_capped", fake_get)
-    acct = WeChatChannel.accounts({"wechat_token": TOKEN})["default"]
+    acct = WeChatChannel.accounts(given(wechat={"token": TOKEN}))["default"]
     wechat_api.fetch_picture("http://mmbiz.qpic.cn/mmbiz_jpg/abc/0", acct, cap=1 << 20)
     assert seen == [("https://mmbiz.qpic.cn/mmbiz_jpg/abc/0", False)]
 
 
 def test_start_up_names_what_a_channel_lacks() -> None:
     chans = {"wechat": WeChatChannel()}
-    token_only_acct = WeChatChannel.accounts({"wechat_token": TOKEN})
+    token_only_acct = WeChatChannel.accounts(given(wechat={"token": TOKEN}))
     [warning] = channel_shortcomings(chans, {("wechat", n): a for n, a in token_only_acct.items()})
     assert "GATEWAY_WECHAT_APP_SECRET" in warning and "PicUrl" in warning
-    full = WeChatChannel.accounts({"wechat_token": TOKEN, "wechat_app_id": "wx1", "wechat_app_secret": "s"})
+    full = WeChatChannel.accounts(given(wechat={"token": TOKEN, "app_id": "wx1", "app_secret": "s"}))
     assert channel_shortcomings(chans, {("wechat", n): a for n, a in full.items()}) == []
 
 
@@ -133,7 +133,7 @@ def make_app(
 ) -> Callable[..., Any]:
     async def make(**more: Any) -> Any:
         base = pictures[1]
-        settings = make_settings(wechat_token=TOKEN, wechat_api_base=base + "/cgi-bin/", **more)
+        settings = make_settings(channels={"wechat": {"token": TOKEN, "api_base": base + "/cgi-bin/"}}, **more)
         client = await aiohttp_client(create_app(settings, classifier=PlaceholderClassifier(), runner=runner))
         client.app[keys.CHANNELS]["wechat"].clock = lambda: NOW
         return client

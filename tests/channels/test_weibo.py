@@ -25,7 +25,7 @@ from gateway.http.app import create_app
 from gateway.models import MediaRef, MessageKind, OutboundMessage
 from gateway.tasks.notify import notify
 from tests.fakes.weibo_api import ACCESS_TOKEN, FakeWeiboApi
-from tests.harness import FIXTURES, IncomingCase, Prepared, run_incoming
+from tests.harness import FIXTURES, IncomingCase, Prepared, given, run_incoming
 
 SECRET = "weibo-app-secret-0123456789"
 PATH = "/channels/weibo"
@@ -44,23 +44,25 @@ async def fake(aiohttp_server: Any) -> FakeWeiboApi:
     return api
 
 
-def weibo_env(fake: FakeWeiboApi, secret: str = SECRET) -> dict[str, Any]:
+def weibo_settings(fake: FakeWeiboApi, secret: str = SECRET, **more: Any) -> dict[str, Any]:
+    """The channel's own settings (``WeiboSettings``) for a test against the fake API."""
     base = fake.base  # type: ignore[attr-defined]
     return {
-        "weibo_app_key": "1234567890",
-        "weibo_app_secret": secret,
-        "weibo_access_token": ACCESS_TOKEN,
-        "weibo_reply_url": f"{base}messages/reply.json",
-        "weibo_media_url": f"{base}mss/msget",
+        "app_key": "1234567890",
+        "app_secret": secret,
+        "access_token": ACCESS_TOKEN,
+        "reply_url": f"{base}messages/reply.json",
+        "media_url": f"{base}mss/msget",
         # The cases and the conformance vectors carry fixed (old) timestamps; the window has its own test.
-        "weibo_timestamp_window_s": 0,
+        "timestamp_window_s": 0,
+        **more,
     }
 
 
 @pytest.fixture
 def make_weibo(aiohttp_client: Any, make_settings: Callable[..., Any], fake: FakeWeiboApi, runner: Any):
     async def make(secret: str = SECRET) -> Any:
-        settings = make_settings(**weibo_env(fake, secret))
+        settings = make_settings(channels={"weibo": weibo_settings(fake, secret)})
         return await aiohttp_client(create_app(settings, classifier=PlaceholderClassifier(), runner=runner))
 
     return make
@@ -219,7 +221,7 @@ def test_message_id_is_stable_and_content_sensitive() -> None:
 
 
 def account(fake: FakeWeiboApi, **more: Any) -> Account:
-    return WeiboChannel.accounts({**weibo_env(fake), **more})["default"]
+    return WeiboChannel.accounts(given(weibo=weibo_settings(fake, **more)))["default"]
 
 
 SENDS = [
@@ -251,11 +253,11 @@ async def test_send(fake: FakeWeiboApi, label: str, failure: Any, closed: Any, e
 async def test_send_without_token_or_to_a_non_uid(fake: FakeWeiboApi) -> None:
     msg = OutboundMessage(channel="weibo", recipient=SENDER, text="x")
     with pytest.raises(ChannelMisconfigured):
-        await asyncio.to_thread(WeiboChannel().send, msg, account(fake, weibo_access_token=None))
+        await asyncio.to_thread(WeiboChannel().send, msg, account(fake, access_token=None))
     with pytest.raises(SendRejected):
         await asyncio.to_thread(WeiboChannel().send, replace(msg, recipient="weibo:abc"), account(fake))
     with pytest.raises(SendRejected):  # a wrong token is refused by the API
-        await asyncio.to_thread(WeiboChannel().send, msg, account(fake, weibo_access_token="wrong"))
+        await asyncio.to_thread(WeiboChannel().send, msg, account(fake, access_token="wrong"))
 
 
 async def test_fetch_media(fake: FakeWeiboApi) -> None:
@@ -339,7 +341,7 @@ async def test_conformance_pushes(
 async def test_stale_timestamps_are_refused(
     make_settings: Callable[..., Any], fake: FakeWeiboApi, aiohttp_client: Any, runner: Any
 ) -> None:
-    settings = make_settings(**{**weibo_env(fake), "weibo_timestamp_window_s": 300})
+    settings = make_settings(channels={"weibo": weibo_settings(fake, timestamp_window_s=300)})
     client = await aiohttp_client(create_app(settings, classifier=PlaceholderClassifier(), runner=runner))
     client.app[keys.CHANNELS]["weibo"].clock = lambda: 1764206130.0
     body = (FIXTURES / "weibo" / "text.json").read_bytes()

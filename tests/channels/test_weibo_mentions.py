@@ -16,19 +16,20 @@ from sqlalchemy import delete, select
 
 from channels.base import Account
 from channels.errors import BadPayload, SendRejected
-from channels.weibo import WeiboChannel
+from channels.weibo import WeiboChannel, WeiboSettings
 from channels.weibo_mentions import fetch_picture, mention_message
 from gateway import keys
 from gateway.core.classify import PlaceholderClassifier
 from gateway.db import ChannelCursor, Media, Message, Report
 from gateway.http.app import create_app
 from gateway.models import MediaRef, MessageKind
+from gateway.runtime import load_accounts
 from gateway.settings import Settings
 from gateway.tasks import mentions
 from gateway.tasks.runners import InProcessRunner, TaskContext
 from gateway.tasks.table import QUEUES, TASKS
 from tests.fakes.weibo_api import ACCESS_TOKEN, FakeWeiboApi
-from tests.harness import FIXTURES
+from tests.harness import FIXTURES, given
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF" + b"\x03" * 200
 UID = 5100000009
@@ -43,17 +44,24 @@ async def fake(aiohttp_server: Any) -> FakeWeiboApi:
     return api
 
 
-def weibo_env(fake: FakeWeiboApi, **more: Any) -> dict[str, Any]:
+def weibo_settings(fake: FakeWeiboApi, **more: Any) -> dict[str, Any]:
+    """The channel's own settings (``WeiboSettings``) for a test against the fake API."""
     base = fake.base  # type: ignore[attr-defined]
     return {
-        "weibo_app_key": "1234567890",
-        "weibo_app_secret": "weibo-app-secret-0123456789",
-        "weibo_access_token": ACCESS_TOKEN,
-        "weibo_api_base": base,
-        "weibo_reply_url": f"{base}messages/reply.json",
-        "weibo_media_url": f"{base}mss/msget",
+        "app_key": "1234567890",
+        "app_secret": "weibo-app-secret-0123456789",
+        "access_token": ACCESS_TOKEN,
+        "api_base": base,
+        "reply_url": f"{base}messages/reply.json",
+        "media_url": f"{base}mss/msget",
         **more,
     }
+
+
+def polled(client: Any, settings: Settings) -> TaskContext:
+    """The app's task context with the accounts of ``settings`` (the poller's interval and bounds)."""
+    ctx: TaskContext = client.app[keys.TASK_CONTEXT]
+    return TaskContext(ctx.pipeline, {**ctx.services, "accounts": load_accounts(client.app[keys.CHANNELS], settings)})
 
 
 @pytest.fixture
@@ -72,7 +80,8 @@ def make_app(aiohttp_client: Any, make_settings: Callable[..., Settings], fake: 
     """A gateway on the test's database (a second call is a restart on the same database)."""
 
     async def make(runner: InProcessRunner | None = None, **more: Any) -> Any:
-        settings = make_settings(database_url=database, **weibo_env(fake, **more))
+        """``more``: the channel's own settings over ``weibo_settings``."""
+        settings = make_settings(database_url=database, channels={"weibo": weibo_settings(fake, **more)})
         app = create_app(settings, classifier=PlaceholderClassifier(), runner=runner or InProcessRunner())
         return await aiohttp_client(app)
 
@@ -82,9 +91,8 @@ def make_app(aiohttp_client: Any, make_settings: Callable[..., Settings], fake: 
 async def poll(client: Any, make_settings: Callable[..., Settings], fake: FakeWeiboApi, **bounds: Any) -> None:
     """One run of the task as a worker runs it, with the poller on (interval small enough that
     the claim lets every sequential run through)."""
-    settings = make_settings(**weibo_env(fake, weibo_poll_interval_s=0.001, **bounds))
-    ctx: TaskContext = client.app[keys.TASK_CONTEXT]
-    await TASKS["poll_weibo_mentions"](TaskContext(ctx.pipeline, {**ctx.services, "settings": settings}))
+    settings = make_settings(channels={"weibo": weibo_settings(fake, poll_interval_s=0.001, **bounds)})
+    await TASKS["poll_weibo_mentions"](polled(client, settings))
     await client.app[keys.RUNNER].idle()
 
 
@@ -215,7 +223,7 @@ async def test_an_api_error_or_timeout_leaves_the_cursor_for_the_next_run(
     add(fake, 503)
     breaks(fake)
 
-    await poll(client, make_settings, fake, weibo_poll_timeout_s=0.2)
+    await poll(client, make_settings, fake, poll_timeout_s=0.2)
 
     assert len(await rows(client, Report)) == 2
     assert await cursor(client) == mentions.Walk(since_id=502)
@@ -234,7 +242,7 @@ async def test_the_bound_on_pages_is_respected_and_the_walk_resumes(
 ) -> None:
     add(fake, 601, 602, 603, 604, 605)
     client = await make_app()
-    bounds = {"weibo_poll_max_pages": 2, "weibo_poll_page_size": 2}
+    bounds = {"poll_max_pages": 2, "poll_page_size": 2}
 
     await poll(client, make_settings, fake, **bounds)
 
@@ -268,7 +276,7 @@ async def test_a_malformed_mention_is_skipped_and_the_others_taken_in(
 
 
 async def test_off_by_default_means_no_call(make_app: Any, fake: FakeWeiboApi) -> None:
-    assert Settings.model_fields["weibo_poll_interval_s"].default == 0
+    assert WeiboSettings.model_fields["poll_interval_s"].default == 0
     add(fake, 801)
     client = await make_app()  # the Weibo account is configured; the poller is not turned on
     ctx: TaskContext = client.app[keys.TASK_CONTEXT]
@@ -282,7 +290,7 @@ async def test_off_by_default_means_no_call(make_app: Any, fake: FakeWeiboApi) -
 async def test_the_serving_process_enqueues_polls_every_interval(make_app: Any, fake: FakeWeiboApi) -> None:
     assert QUEUES["poll_weibo_mentions"] == "default"
     add(fake, 901)
-    client = await make_app(weibo_poll_interval_s=0.05)
+    client = await make_app(poll_interval_s=0.05)
     for _ in range(200):
         if len(fake.mention_calls) >= 4 and await rows(client, Report):
             break
@@ -305,9 +313,8 @@ async def test_the_serving_process_enqueues_polls_every_interval(make_app: Any, 
 async def test_polls_started_together_run_once(make_app: Any, make_settings: Any, fake: FakeWeiboApi) -> None:
     add(fake, 1001)
     client = await make_app()
-    settings = make_settings(**weibo_env(fake, weibo_poll_interval_s=60))
-    base: TaskContext = client.app[keys.TASK_CONTEXT]
-    ctx = TaskContext(base.pipeline, {**base.services, "settings": settings})
+    settings = make_settings(channels={"weibo": weibo_settings(fake, poll_interval_s=60)})
+    ctx = polled(client, settings)
 
     await asyncio.gather(*(TASKS["poll_weibo_mentions"](ctx) for _ in range(3)))  # e.g. three serve processes
     await TASKS["poll_weibo_mentions"](ctx)  # and one more within the interval
@@ -374,7 +381,7 @@ def test_a_mention_without_geo_or_pictures_is_text() -> None:
     ],
 )
 async def test_pictures_are_fetched_only_from_weibo_hosts(fake: FakeWeiboApi, url: str) -> None:
-    acct = WeiboChannel.accounts(weibo_env(fake))["default"]
+    acct = WeiboChannel.accounts(given(weibo=weibo_settings(fake)))["default"]
     with pytest.raises(SendRejected):
         await asyncio.to_thread(fetch_picture, url, acct)
 
@@ -382,6 +389,6 @@ async def test_pictures_are_fetched_only_from_weibo_hosts(fake: FakeWeiboApi, ur
 async def test_the_weibo_channel_fetches_a_mention_picture_by_its_url(fake: FakeWeiboApi) -> None:
     origin = fake.origin  # type: ignore[attr-defined]
     fake.pictures["p1.jpg"] = (JPEG, "image/jpeg")
-    acct: Account = WeiboChannel.accounts(weibo_env(fake))["default"]
+    acct: Account = WeiboChannel.accounts(given(weibo=weibo_settings(fake)))["default"]
     ref = MediaRef(kind=MessageKind.IMAGE, provider_id="p1", url=f"{origin}/large/p1.jpg")
     assert await asyncio.to_thread(WeiboChannel().fetch_media, ref, acct) == (JPEG, "image/jpeg")

@@ -34,14 +34,12 @@ PUBLIC = "http://gateway.test"
 async def client(db_url: str, aiohttp_client: Any, make_settings: Callable[..., Any], runner: Any) -> Any:
     settings = make_settings(
         database_url=db_url,
-        wechat_token=TOKEN,
-        weibo_app_key="k",
-        weibo_app_secret=WEIBO,
-        weibo_access_token="t",
-        twilio_account_sid="AC1",
-        twilio_auth_token=TWILIO,
-        twilio_from="+15005550006",
-        open311_api_keys=O311,
+        channels={
+            "wechat": {"token": TOKEN},
+            "weibo": {"app_key": "k", "app_secret": WEIBO, "access_token": "t"},
+            "sms": {"account_sid": "AC1", "auth_token": TWILIO, "from_": "+15005550006"},
+            "open311": {"api_keys": O311},
+        },
         dispatch_url="http://127.0.0.1:9/dispatch",
         dispatch_secret=SECRET,
     )
