@@ -249,9 +249,24 @@ def load_wrk(port: int, seconds: float, connections: int, run: str, workdir: str
     script.write_text(LUA, encoding="utf-8")
     query = _query()
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "10s", "-s", str(script),
-         f"http://127.0.0.1:{port}{query}", "--", query, run],
-        capture_output=True, text=True, check=True,
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--latency",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}{query}",
+            "--",
+            query,
+            run,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     result = Result("")
     result.rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -418,17 +433,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(results: list[Result], args: argparse.Namespace) -> bool:
-    print(f"\n{'target':<12} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'answered':>9} {'stored':>8} {'errors':>7} "
-          f"{'RSS MiB':>8} {'torch':>6}")
+    print(
+        f"\n{'target':<12} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'answered':>9} {'stored':>8} {'errors':>7} "
+        f"{'RSS MiB':>8} {'torch':>6}"
+    )
     for r in results:
-        print(f"{r.label:<12} {r.rate:>8.0f} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f} {r.answered:>9} {r.stored:>8} "
-              f"{r.errors:>7} {r.rss_mib:>8.0f} {'yes' if r.torch else 'no':>6}")
+        print(
+            f"{r.label:<12} {r.rate:>8.0f} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f} {r.answered:>9} {r.stored:>8} "
+            f"{r.errors:>7} {r.rss_mib:>8.0f} {'yes' if r.torch else 'no':>6}"
+        )
     ref = results[0]
     ok = True
     print("\nratios (same run)")
     for r in results[1:]:
-        print(f"  {r.label}/reference: throughput {r.rate / ref.rate:.2f}, p99 {r.p99_ms / ref.p99_ms:.2f}× "
-              f"(p99 {r.p99_ms:.1f} ms = {r.p99_ms / (WECHAT_LIMIT_S * 10):.2f}% of WeChat's 5 s)")
+        print(
+            f"  {r.label}/reference: throughput {r.rate / ref.rate:.2f}, p99 {r.p99_ms / ref.p99_ms:.2f}× "
+            f"(p99 {r.p99_ms:.1f} ms = {r.p99_ms / (WECHAT_LIMIT_S * 10):.2f}% of WeChat's 5 s)"
+        )
     gateways = [r for r in results[1:]]
     if len(gateways) > 1:
         one = gateways[0]

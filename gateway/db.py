@@ -221,6 +221,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 def _sqlite_write_transactions(engine: AsyncEngine | Engine) -> None:
     sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+
     # pysqlite's own BEGIN is deferred: two writers that both read first then deadlock on the
     # lock upgrade and one fails at once with "database is locked". BEGIN IMMEDIATE takes the
     # write lock up front, so concurrent writers queue on busy_timeout instead. WAL keeps

@@ -174,9 +174,7 @@ class Intake:
         if done.closed:
             await self.units.runner.enqueue("classify_report", done.report_id)
         elif done.created:
-            await self.units.runner.enqueue(
-                "close_session", done.report_id, delay=self.settings.session_window_s + 1
-            )
+            await self.units.runner.enqueue("close_session", done.report_id, delay=self.settings.session_window_s + 1)
         if self.metrics and done.created:
             self.metrics.reports_created.labels(channel=done.channel).inc()
             self.metrics.pipeline_seconds.labels(stage="intake").observe(time.perf_counter() - started)
@@ -285,7 +283,6 @@ class Intake:
             report.updated_at = now
             outcome.reply = _reply_for(report, outcome, complete, fresh)
             return outcome
-
 
     # ------------------------------------------------------------------ contacts
 
@@ -606,7 +603,9 @@ class _Batch:
 
     def _contacts(self, conn: Connection) -> dict[tuple[str, str], tuple[float | None, float | None, datetime | None]]:
         """Upsert the senders' contacts (stamping the inbound time) → their last position."""
-        senders = sorted({(i.msgs[0].channel, i.msgs[0].sender) for i in self.items if i.msgs[0].channel in self.outbound})
+        senders = sorted(
+            {(i.msgs[0].channel, i.msgs[0].sender) for i in self.items if i.msgs[0].channel in self.outbound}
+        )
         if not senders:
             return {}
         # One statement for every sender, compiled once (executemany: SQLAlchemy's insertmanyvalues
@@ -659,7 +658,11 @@ class _Batch:
                 return self._stored_duplicate(keyed[(channel, item.key)])
             if (channel, item.key) in batch_keys:
                 return _Answer(batch_keys[(channel, item.key)].draft, duplicate=True, reply=_fmt(replies.DUPLICATE))
-        fresh = [m for m in msgs if (channel, m.channel_message_id) not in seen and (channel, m.channel_message_id) not in claimed]
+        fresh = [
+            m
+            for m in msgs
+            if (channel, m.channel_message_id) not in seen and (channel, m.channel_message_id) not in claimed
+        ]
         if not fresh:
             key = (channel, first.channel_message_id)
             if key in claimed:  # the same message twice in this batch (a provider retry racing itself)
@@ -909,7 +912,9 @@ def _apply(draft: _Draft, m: InboundMessage) -> None:
         draft.location_source = str(loc.source)
 
 
-def _reply_template(draft: _Draft, closed: bool, complete: bool, fresh: Sequence[InboundMessage]) -> Callable[[str], str]:
+def _reply_template(
+    draft: _Draft, closed: bool, complete: bool, fresh: Sequence[InboundMessage]
+) -> Callable[[str], str]:
     """``_reply_for`` of the batch path: the reply as it stands after this item, given the case."""
     if complete:
         return _fmt(replies.RECEIVED_WEB)
