@@ -23,9 +23,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import multiprocessing
 import os
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,8 +59,9 @@ CLASSIFIER_NOTE = (
 @dataclass
 class Target:
     label: str
-    kind: str  # "bare" or "gateway"
+    kind: str  # "bare", "reference" or "gateway"
     database_url: str | None = None
+    processes: int = 1  # serving processes sharing the port (SO_REUSEPORT)
 
 
 @dataclass
@@ -65,13 +72,20 @@ class Result:
     latencies_ms: list[float]
     errors: list[str] = field(default_factory=list)
     server: dict[str, Any] = field(default_factory=dict)
+    wrk: dict[str, float] = field(default_factory=dict)  # answered, p50, p99 as wrk measured them
+
+    @property
+    def answered(self) -> int:
+        return int(self.wrk["answered"]) if self.wrk else len(self.latencies_ms)
 
     @property
     def rate(self) -> float:
-        return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
+        return self.answered / self.seconds if self.seconds else 0.0
 
     def percentile(self, q: float) -> float:
         """Nearest-rank percentile of the successful requests' latencies."""
+        if self.wrk:
+            return self.wrk[f"p{round(q * 100)}"]
         data = sorted(self.latencies_ms)
         if not data:
             return math.nan
@@ -87,6 +101,55 @@ def bare_app() -> web.Application:
         return web.json_response({"case_number": "ZW00000000000000", "text": data.get("text", "")}, status=201)
 
     app = web.Application()
+    app.router.add_post(PATH, create)
+    return app
+
+
+def reference_app(database_url: str | None, workdir: str) -> web.Application:
+    """The minimal honest handler: parse and check the JSON, one committed INSERT, 201 with an id.
+
+    SQLite in WAL mode with ``synchronous=FULL`` like the gateway (both acknowledge only what is
+    on disk); PostgreSQL through an asyncpg pool."""
+    state: dict[str, Any] = {}
+    table = "CREATE TABLE IF NOT EXISTS ref_reports (id {pk}, text TEXT NOT NULL, phone TEXT, lat REAL, lng REAL)"
+
+    async def startup(app: web.Application) -> None:
+        if database_url:
+            import asyncpg
+
+            pool = await asyncpg.create_pool(
+                database_url.replace("postgresql+asyncpg://", "postgresql://"), max_size=10
+            )
+            await pool.execute(table.format(pk="BIGSERIAL PRIMARY KEY"))
+            state["pool"] = pool
+        else:
+            conn = sqlite3.connect(f"{workdir}/reference.db", isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(table.format(pk="INTEGER PRIMARY KEY"))
+            state["sqlite"] = conn
+
+    async def create(request: web.Request) -> web.Response:
+        try:
+            data = await request.json()
+        except ValueError:
+            return web.json_response({"error": "invalid JSON"}, status=400)
+        text, loc = data.get("text"), data.get("location") or {}
+        if not isinstance(text, str) or not 0 < len(text) <= 4000 or not isinstance(loc, dict):
+            return web.json_response({"error": "text required"}, status=400)
+        row = (text, data.get("contact_phone"), loc.get("lat"), loc.get("lng"))
+        if database_url:
+            sql = "INSERT INTO ref_reports (text, phone, lat, lng) VALUES ($1, $2, $3, $4) RETURNING id"
+            rid = await state["pool"].fetchval(sql, *row)
+        else:
+            conn = state["sqlite"]
+            conn.execute("BEGIN IMMEDIATE")
+            rid = conn.execute("INSERT INTO ref_reports (text, phone, lat, lng) VALUES (?, ?, ?, ?)", row).lastrowid
+            conn.execute("COMMIT")
+        return web.json_response({"id": rid, "status": "received"}, status=201)
+
+    app = web.Application()
+    app.on_startup.append(startup)
     app.router.add_post(PATH, create)
     return app
 
@@ -127,12 +190,18 @@ async def report_counts(app: web.Application) -> dict[str, int]:
         return {status: int(n) for status, n in rows.all()}
 
 
-async def serve(target: Target, workdir: str, conn: Connection) -> None:
-    app, tasks = (bare_app(), None) if target.kind == "bare" else gateway_app(target.database_url, workdir)
+async def serve(target: Target, workdir: str, conn: Connection, port: int) -> None:
+    tasks = None
+    if target.kind == "bare":
+        app = bare_app()
+    elif target.kind == "reference":
+        app = reference_app(target.database_url, workdir)
+    else:
+        app, tasks = gateway_app(target.database_url, workdir)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, LOOPBACK, 0)
+        site = web.TCPSite(runner, LOOPBACK, port, reuse_port=True)
         await site.start()
         conn.send(("ready", runner.addresses[0][1]))
         loop = asyncio.get_running_loop()
@@ -148,9 +217,9 @@ async def serve(target: Target, workdir: str, conn: Connection) -> None:
     conn.send(("done", stats))
 
 
-def serve_process(target: Target, workdir: str, conn: Connection) -> None:
+def serve_process(target: Target, workdir: str, conn: Connection, port: int) -> None:
     """Child process entry: run one server until the parent says stop."""
-    asyncio.run(serve(target, workdir, conn))
+    asyncio.run(serve(target, workdir, conn, port))
 
 
 # --------------------------------------------------------------------------- load (this process)
@@ -196,25 +265,101 @@ async def load(url: str, start: int, count: int, concurrency: int) -> tuple[floa
 
 def run_target(target: Target, args: argparse.Namespace) -> Result:
     ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
     with tempfile.TemporaryDirectory(prefix="gw-bench-") as workdir:
-        proc = ctx.Process(target=serve_process, args=(target, workdir, child), daemon=True)
-        proc.start()
-        child.close()  # so that a crashed server reads as EOF here instead of a silent wait
+        port = _free_port()
+        procs, pipes = [], []
         try:
-            port = _receive(parent, target, "ready", START_TIMEOUT_S)
+            for _ in range(target.processes):
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=serve_process, args=(target, workdir, child, port), daemon=True)
+                proc.start()
+                child.close()  # so that a crashed server reads as EOF here instead of a silent wait
+                procs.append(proc)
+                pipes.append(parent)
+                _receive(parent, target, "ready", START_TIMEOUT_S)  # one at a time: the first migrates
             url = f"http://{LOOPBACK}:{port}{PATH}"
             _, warm, _ = asyncio.run(load(url, 0, args.warmup, args.concurrency))
-            seconds, latencies, errors = asyncio.run(load(url, args.warmup, args.requests, args.concurrency))
-            parent.send("stop")
-            stats = _receive(parent, target, "done", STOP_TIMEOUT_S)
-            stats["posted"] = len(warm) + len(latencies)  # warm-up posts are stored reports too
+            if args.client == "wrk":
+                seconds, measured = wrk_load(url, args, workdir)
+                latencies, errors = (
+                    [],
+                    [f"HTTP non-2xx or socket error × {measured['errors']:.0f}"] * bool(measured["errors"]),
+                )
+            else:
+                seconds, latencies, errors = asyncio.run(load(url, args.warmup, args.requests, args.concurrency))
+                measured = {}
+            for parent in pipes:
+                parent.send("stop")
+            done = [_receive(parent, target, "done", STOP_TIMEOUT_S) for parent in pipes]
+            stats = max(done, key=lambda d: sum(d.get("reports", {}).values()))  # one shared database
+            answered = int(measured["answered"]) if measured else len(latencies)
+            stats["posted"] = len(warm) + answered  # warm-up posts are stored reports too
         finally:
-            proc.join(10)
-            if proc.is_alive():
-                proc.terminate()
+            for proc in procs:
                 proc.join(10)
-    return Result(target.label, args.requests, seconds, latencies, errors, stats)
+                if proc.is_alive():
+                    proc.terminate()
+                    proc.join(10)
+    return Result(target.label, args.requests, seconds, latencies, errors, stats, measured)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+WRK_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [[BODY]]
+"""
+
+
+def wrk_load(url: str, args: argparse.Namespace, workdir: str) -> tuple[float, dict[str, float]]:
+    """``--duration`` seconds of wrk (one thread, ``--concurrency`` connections): answered, p50, p99."""
+    script = Path(workdir) / "post.lua"
+    script.write_text(WRK_LUA.replace("BODY", json.dumps(payload(7), ensure_ascii=False)), encoding="utf-8")
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{args.concurrency}",
+            f"-d{args.duration}s",
+            "--latency",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    total = int(_grab(r"(\d+) requests in", out))
+    seconds = float(_grab(r"requests in ([\d.]+)s", out))
+    bad = int(_grab(r"Non-2xx or 3xx responses: (\d+)", out, "0"))
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = bad + (sum(int(g) for g in sock.groups()) if sock else 0)
+    return seconds, {"answered": total - bad, "errors": errors, "p50": _wrk_ms(out, "50"), "p99": _wrk_ms(out, "99")}
+
+
+def _grab(pattern: str, text: str, default: str | None = None) -> str:
+    m = re.search(pattern, text)
+    if m is None:
+        if default is None:
+            raise RuntimeError(f"wrk printed no {pattern!r}:\n{text}")
+        return default
+    return m.group(1)
+
+
+def _wrk_ms(out: str, pct: str) -> float:
+    m = re.search(rf"{pct}%\s+([\d.]+)(us|ms|s)\b", out)
+    if m is None:
+        return math.nan
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
 def _receive(conn: Connection, target: Target, what: str, timeout: float) -> Any:
@@ -291,15 +436,28 @@ def print_results(results: list[Result]) -> bool:
             f"p50 {r.percentile(0.50) / bare.percentile(0.50):.1f}x   "
             f"p99 {r.percentile(0.99) / bare.percentile(0.99):.1f}x"
         )
+    print("\nratio gateway/reference (same database; throughput share, p99 times slower)")
+    refs = {r.label.split("(")[1].split(")")[0]: r for r in results if r.label.startswith("reference")}
+    gateways = [r for r in results if "reports" in r.server]
+    for r in gateways:
+        db = r.label.split("(")[1].split(")")[0].split(" ")[0]
+        ref = refs.get(db)
+        if ref is not None:
+            p99 = r.percentile(0.99) / ref.percentile(0.99)
+            print(f"  {r.label:<20} throughput {r.rate / ref.rate:.3f}x   p99 {p99:.1f}x")
+    one = next((r for r in gateways if r.label == "gateway (postgresql)"), None)
+    for r in gateways:
+        if one is not None and r is not one and r.label.startswith("gateway (postgresql"):
+            print(f"  {r.label} / {one.label}: throughput {r.rate / one.rate:.2f}x")
     print("\nafter the load")
-    for r in results[1:]:
+    for r in gateways:
         stored = sum(r.server["reports"].values())
         expected = r.server["posted"]
         status = ", ".join(f"{k} {v}" for k, v in sorted(r.server["reports"].items()))
-        verdict = "ok" if stored == expected else "MISMATCH"
+        verdict = "ok" if stored >= expected else "MISMATCH"  # wrk: requests in flight at its end may be stored
         print(f"  {r.label:<20} reports stored {stored} of {expected} answered 201 ({verdict}; {status}); ", end="")
         print(f"background tasks drained in {r.server['drain_s']:.2f} s")
-        ok &= stored == expected
+        ok &= stored >= expected
     return ok
 
 
@@ -309,7 +467,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight (default 16)")
     parser.add_argument("--warmup", type=int, help="unmeasured requests first (default: a tenth, at most 200)")
     parser.add_argument("--database-url", help="also run on PostgreSQL: postgresql+asyncpg://USER@127.0.0.1:5432/DB")
+    parser.add_argument("--processes", default="1", help="gateway processes on PostgreSQL, e.g. 1,2 (default 1)")
+    parser.add_argument(
+        "--client", choices=["python", "wrk"], default="python", help="load generator (wrk: lighter, by --duration)"
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds of load per target with --client wrk")
     args = parser.parse_args(argv)
+    args.processes = [int(n) for n in str(args.processes).split(",")]
+    if args.client == "wrk" and not shutil.which("wrk"):
+        parser.error("--client wrk: wrk is not installed (Debian: apt install wrk)")
     if not (1 <= args.requests <= 1_000_000 and 1 <= args.concurrency <= 1024):
         parser.error("--requests must be 1..1000000 and --concurrency 1..1024")
     if args.warmup is None:
@@ -325,19 +491,35 @@ def print_header(args: argparse.Namespace) -> None:
     print(f"  {args.warmup} warm-up requests per target first, not measured")
     print(f"  {CLASSIFIER_NOTE}")
     print("  embedded gateway (in-process task runner): its background tasks share its process during the load")
-    print(f"  each server runs in its own process on {LOOPBACK}; the aiohttp client runs in this one")
+    if args.client == "wrk":
+        print(
+            f"  load: wrk, one thread, {args.concurrency} connections, {args.duration} s per target (after the warm-up)"
+        )
+    else:
+        print(f"  each server runs in its own process on {LOOPBACK}; the aiohttp client runs in this one")
+    print("  reference: parse and check the JSON, one committed INSERT (SQLite WAL synchronous=FULL, like the gateway)")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     print_header(args)
-    targets = [Target("bare aiohttp", "bare"), Target("gateway (sqlite)", "gateway")]
+    targets = [
+        Target("bare aiohttp", "bare"),
+        Target("reference (sqlite)", "reference"),
+        Target("gateway (sqlite)", "gateway"),
+    ]
     results = [run_target(t, args) for t in targets]
     if args.database_url:
-        fresh = FreshDatabase(args.database_url)
-        with fresh as url:
-            results.append(run_target(Target("gateway (postgresql)", "gateway", url), args))
-        print(f"  database {fresh.name} created, migrated and dropped")
+        pg_targets = [Target("reference (postgresql)", "reference")] + [
+            Target("gateway (postgresql)" if n == 1 else f"gateway (postgresql ×{n})", "gateway", processes=n)
+            for n in args.processes
+        ]
+        for target in pg_targets:  # each on a database of its own, created here and dropped after
+            fresh = FreshDatabase(args.database_url)
+            with fresh as url:
+                target.database_url = url
+                results.append(run_target(target, args))
+            print(f"  database {fresh.name} created, migrated and dropped")
     return 0 if print_results(results) else 1
 
 

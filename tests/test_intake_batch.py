@@ -120,6 +120,7 @@ async def test_concurrent_residents_are_stored_in_batches_with_distinct_case_num
     assert all(r.created and r.session_open and is_case_number(r.case_number or "") for r in results)
     assert len(set(cases)) == 60
     assert pipeline.intake_stage._commit.largest > 1  # they were group-committed
+    assert pipeline.intake_stage.retried_batches == 0  # by the batch path, not the one-by-one fallback
     db = app[keys.DB]
     assert await count(db, Report) == 60 and await count(db, Message) == 60 and await count(db, History) == 60
     assert await count(db, Contact, Contact.last_inbound_at.is_not(None)) == 60
@@ -136,7 +137,7 @@ async def test_photo_text_and_place_of_one_resident_in_one_batch_make_one_report
         pipeline.intake([alice.says("井盖丢了，很危险")]),
         pipeline.intake([place(alice.sender)]),
     )
-    assert pipeline.intake_stage._commit.largest == 3
+    assert pipeline.intake_stage._commit.largest == 3 and pipeline.intake_stage.retried_batches == 0
     assert first.created and not second.created and not third.created
     assert first.case_number == second.case_number == third.case_number
     assert "描述" in (first.reply or "") or "文字" in (first.reply or "")  # the photo asks for words
@@ -159,6 +160,7 @@ async def test_the_same_message_twice_in_one_batch_is_stored_once(app: Any) -> N
         pipeline.intake([bob.says("垃圾没人收", msg_id="m-1")]), pipeline.intake([bob.says("垃圾没人收", msg_id="m-1")])
     )
     assert a.case_number == b.case_number and [a.duplicate, b.duplicate] == [False, True]
+    assert pipeline.intake_stage.retried_batches == 0
     assert await count(app[keys.DB], Message) == 1 and await count(app[keys.DB], Report) == 1
     # A later retry is answered from the stored message, with the same case.
     again = await pipeline.intake([bob.says("垃圾没人收", msg_id="m-1")])
@@ -176,6 +178,7 @@ async def test_a_bad_message_fails_alone_and_its_batch_mates_are_stored(app: Any
         return_exceptions=True,
     )
     assert isinstance(results[3], Exception) and "NUL" in str(results[3]).upper()
+    assert pipeline.intake_stage.retried_batches >= 1  # the batch failed as a whole, then item by item
     stored = [r for i, r in enumerate(results) if i != 3]
     assert all(not isinstance(r, BaseException) and r.created for r in stored)
     assert await count(app[keys.DB], Report) == 5

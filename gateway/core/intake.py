@@ -140,6 +140,7 @@ class Intake:
         counter = units.db.counter_engine
         self._blocks = None if counter is None else CaseBlocks(counter, settings.case_prefix)
         self.in_flight = 0
+        self.retried_batches = 0  # batches that failed as a whole and were retried item by item
 
     async def intake(self, messages: Sequence[InboundMessage], *, idempotency_key: str | None = None) -> IntakeResult:
         msgs = [m for m in messages if m.kind != MessageKind.EVENT]
@@ -207,6 +208,7 @@ class Intake:
                 self._blocks.give_back(numbers, now)
             if len(items) == 1 and not isinstance(exc, IntegrityError):
                 return [exc]
+            self.retried_batches += 1
             log.info(
                 "intake batch retried item by item",
                 extra={"size": len(items), "error": type(exc).__name__},
@@ -611,7 +613,13 @@ class _Batch:
         # One statement for every sender, compiled once (executemany: SQLAlchemy's insertmanyvalues
         # sends it as multi-row INSERTs), so a batch of any size reuses the cached statement.
         stmt = _contact_upsert(conn.dialect.name)
-        rows = conn.execute(stmt, [{"channel": c, "address": a, "created_at": self.now} for c, a in senders])
+        rows = conn.execute(
+            stmt,
+            [
+                {"channel": c, "address": a, "opted_out": False, "created_at": self.now, "last_inbound_at": self.now}
+                for c, a in senders
+            ],
+        )
         return {(c, a): (lat, lng, at) for c, a, lat, lng, at in rows}
 
     def _drafts(self, conn: Connection) -> dict[tuple[str, str], _Draft]:
@@ -878,13 +886,7 @@ class _Batch:
 def _contact_upsert(dialect: str) -> Any:
     """Insert-or-touch a contact: a new one, or ``last_inbound_at`` of the known one; → its position."""
     insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert_(_CONTACTS).values(
-        channel=bindparam("channel"),
-        address=bindparam("address"),
-        opted_out=False,
-        created_at=bindparam("created_at"),
-        last_inbound_at=bindparam("created_at"),
-    )
+    stmt = insert_(_CONTACTS)
     return stmt.on_conflict_do_update(
         index_elements=["channel", "address"], set_={"last_inbound_at": stmt.excluded.last_inbound_at}
     ).returning(

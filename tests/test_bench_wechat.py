@@ -1,0 +1,61 @@
+"""bench/wechat.py runs end to end and prints its figures (a smoke test: no timing assertions)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NUMBER = r"\d+(?:\.\d+)?"
+
+
+def run_bench(*args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "wechat.py"), "--client", "python", "--duration", "2", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def row(out: str, label: str) -> dict[str, float]:
+    m = re.search(
+        rf"^{re.escape(label)}\s+(?P<rate>{NUMBER})\s+(?P<p50>{NUMBER})\s+(?P<p99>{NUMBER})\s+(?P<answered>\d+)"
+        rf"\s+(?P<stored>\d+)\s+(?P<errors>\d+)\s+(?P<rss>\d+)\s+(?P<torch>yes|no)$",
+        out,
+        re.M,
+    )
+    assert m, f"no row for {label!r} in:\n{out}"
+    values = {k: float(v) if k != "torch" else float(v == "yes") for k, v in m.groupdict().items()}
+    assert values["rate"] > 0 and values["answered"] > 0 and values["errors"] == 0
+    assert values["stored"] >= values["answered"]  # every answered message was stored
+    return values
+
+
+def test_wechat_bench_prints_the_gateway_beside_the_reference() -> None:
+    out = run_bench("--connections", "4")
+    assert re.search(r"^machine\n  platform .+", out, re.M) and "client python" in out
+    row(out, "reference")
+    gateway = row(out, "gateway")
+    assert gateway["torch"] == 0  # a serving process with the linear model never imports torch
+    assert re.search(rf"gateway/reference: throughput {NUMBER}, p99 {NUMBER}×", out)
+    assert "every answered message stored" in out
+
+
+@pytest.mark.postgres
+def test_wechat_bench_on_postgresql_with_two_processes(pg_database: str) -> None:
+    out = run_bench("--connections", "4", "--database-url", pg_database, "--processes", "1,2")
+    row(out, "reference")
+    row(out, "gateway ×1")
+    row(out, "gateway ×2")
+    assert re.search(rf"gateway ×2/gateway ×1: throughput {NUMBER}", out)
