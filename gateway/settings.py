@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     intake_batch_max: int = Field(default=64, ge=1, le=1000)
     intake_parallel_batches: int = Field(default=4, ge=1, le=64)
     intake_max_in_flight: int = Field(default=512, ge=1)
+    # After the start-up warm-up, freeze start-up objects out of the garbage collector (gc.freeze):
+    # shorter collection pauses under load. Off in the tests (many apps share one process).
+    gc_freeze: bool = True
     max_json_bytes: int = 1 << 20
     max_photo_bytes: int = 5 << 20
     max_photos: int = 6

@@ -220,6 +220,7 @@ def make_settings(tmp_path: Path, sqlite_url: str, grid_loaded: None) -> Callabl
             "auto_migrate": False,
             "log_format": "text",
             "public_url": "http://gateway.test",
+            "gc_freeze": False,  # many apps share a test process: freezing would keep their cycles
         }
         values.update(overrides)
         return Settings(_env_file=None, channel_settings=own_settings(channels), **values)  # type: ignore[call-arg]

@@ -6,6 +6,7 @@ back-pressure instead of collapse."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -269,3 +270,19 @@ async def test_a_saturated_intake_answers_503_at_once_and_stores_nothing(
     assert await count(db, Report) == 2
     metrics = await (await client.get("/metrics")).text()
     assert 'gateway_intake_refused_total{channel="web"} 1.0' in metrics
+
+
+async def test_serving_freezes_start_up_objects_once_warm(
+    aiohttp_client: Any, make_settings: Callable[..., Any], runner: Any
+) -> None:
+    gc.unfreeze()
+    try:
+        settings = make_settings(gc_freeze=True)
+        await aiohttp_client(create_app(settings, classifier=PlaceholderClassifier(), runner=runner))
+        for _ in range(500):
+            if gc.get_freeze_count():
+                break
+            await asyncio.sleep(0.01)
+        assert gc.get_freeze_count() > 10_000  # the grid and gazetteer at least
+    finally:
+        gc.unfreeze()
