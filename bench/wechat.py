@@ -100,7 +100,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def reference_app(database_url: str, var_dir: str) -> web.Application:
+def reference_app(database_url: str, var_dir: str, sync: str = "FULL") -> web.Application:
     """Signature check, wechatpy parse, one committed INSERT, wechatpy passive reply."""
     from wechatpy import parse_message
     from wechatpy.exceptions import InvalidSignatureException
@@ -120,7 +120,7 @@ def reference_app(database_url: str, var_dir: str) -> web.Application:
         else:
             conn = sqlite3.connect(f"{var_dir}/reference.db", isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA synchronous={sync}")
             state["sqlite"] = conn
 
     async def cleanup(app: web.Application) -> None:
@@ -207,7 +207,10 @@ def serve(kind: str, port: int, var_dir: str, database_url: str, cold: bool) -> 
     import logging
 
     logging.disable(logging.INFO)
-    app = reference_app(database_url, var_dir) if kind == "reference" else gateway_app(database_url, var_dir, cold)
+    if kind.startswith("reference"):
+        app = reference_app(database_url, var_dir, "NORMAL" if kind == "reference-normal" else "FULL")
+    else:
+        app = gateway_app(database_url, var_dir, cold)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, reuse_port=True)
 
 
@@ -220,6 +223,25 @@ def _wait_port(port: int, timeout: float = 120) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"server on {port} did not start")
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _settle(pid: int, timeout: float = 60.0) -> None:
+    """Wait until the server process uses under 10% of a CPU for a second (warm-up finished)."""
+    hz = os.sysconf("SC_CLK_TCK")
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while time.monotonic() < deadline and quiet < 2:
+        before = _cpu_ticks(pid)
+        time.sleep(0.5)
+        quiet = quiet + 1 if (_cpu_ticks(pid) - before) / hz < 0.05 else 0
 
 
 def _proc_status(pid: int) -> tuple[float, bool]:
@@ -336,11 +358,11 @@ def load(client: str, port: int, seconds: float, connections: int, run: str, wor
 
 
 def stored_count(kind: str, database_url: str, var_dir: str) -> int:
-    table = "ref_messages" if kind == "reference" else "messages"
+    table = "ref_messages" if kind.startswith("reference") else "messages"
     sql = f"SELECT count(*) FROM {table}"  # noqa: S608 - a constant table name
     if database_url.startswith("postgresql"):
         return int(asyncio.run(_pg(database_url, [], fetch=sql)))
-    name = "reference.db" if kind == "reference" else "gateway.db"
+    name = "reference.db" if kind.startswith("reference") else "gateway.db"
     with sqlite3.connect(f"{var_dir}/{name}") as conn:
         return int(conn.execute(sql).fetchone()[0])
 
@@ -348,7 +370,7 @@ def stored_count(kind: str, database_url: str, var_dir: str) -> int:
 def run_target(label: str, kind: str, processes: int, database_url: str, args: argparse.Namespace) -> Result:
     ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="bench-wechat-") as var_dir:
-        if kind == "reference":
+        if kind.startswith("reference"):
             reference_schema(database_url, var_dir)
         port = _free_port()
         servers = []
@@ -362,7 +384,8 @@ def run_target(label: str, kind: str, processes: int, database_url: str, args: a
             if args.cold and kind == "gateway":
                 _wait_port(port)  # a fresh first start: the load begins the moment the port opens
             else:
-                time.sleep(1.0)
+                for server in servers:
+                    _settle(server.pid or 0)  # start-up done: model and grid loaded (the CPU goes quiet)
                 load(args.client, port, 2, 8, "9", var_dir)  # warm-up, not measured
             warm = stored_count(kind, database_url, var_dir)
             result = load(args.client, port, args.duration, args.connections, "1", var_dir)
@@ -416,7 +439,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.client == "python":
         print("  note: the aiohttp client shares the CPUs with the servers; install wrk for lighter load")
     results: list[Result] = []
-    targets = [("reference", "reference", 1)] + [
+    # SQLite: a second reference with synchronous=NORMAL (durable against a crash of the process,
+    # not of the machine), to show what the fsync per message costs the FULL one.
+    normal = [] if pg else [("ref NORMAL", "reference-normal", 1)]
+    targets = [("reference", "reference", 1), *normal] + [
         (f"gateway ×{n}" if len(counts) > 1 or n > 1 else "gateway", "gateway", n) for n in counts
     ]
     for i, (label, kind, n) in enumerate(targets):
@@ -443,14 +469,20 @@ def report(results: list[Result], args: argparse.Namespace) -> bool:
             f"{r.errors:>7} {r.rss_mib:>8.0f} {'yes' if r.torch else 'no':>6}"
         )
     ref = results[0]
+    normal = next((r for r in results if r.label == "ref NORMAL"), None)
+    gateways = [r for r in results if r.label.startswith("gateway")]
     ok = True
     print("\nratios (same run)")
-    for r in results[1:]:
+    for r in gateways:
         print(
             f"  {r.label}/reference: throughput {r.rate / ref.rate:.2f}, p99 {r.p99_ms / ref.p99_ms:.2f}× "
             f"(p99 {r.p99_ms:.1f} ms = {r.p99_ms / (WECHAT_LIMIT_S * 10):.2f}% of WeChat's 5 s)"
         )
-    gateways = [r for r in results[1:]]
+        if normal is not None:
+            print(
+                f"  {r.label}/ref NORMAL: throughput {r.rate / normal.rate:.2f}, p99 {r.p99_ms / normal.p99_ms:.2f}× "
+                "(the reference without an fsync per message; the gateway keeps FULL)"
+            )
     if len(gateways) > 1:
         one = gateways[0]
         for r in gateways[1:]:
