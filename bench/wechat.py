@@ -189,7 +189,7 @@ def gateway_app(database_url: str, var_dir: str, cold: bool) -> web.Application:
         _env_file=None,  # type: ignore[call-arg]
         var_dir=Path(var_dir),
         database_url=database_url or f"sqlite+aiosqlite:///{var_dir}/gateway.db",
-        classifier="bundled" if cold else "placeholder",
+        classifier="nlp" if cold else "placeholder",
         log_format="json",
         log_level="WARNING",
         channel_settings={
