@@ -70,6 +70,7 @@ class SmsChannel(BaseChannel):
                     "auth_token": _secret(settings["twilio_auth_token"]),
                     "from_number": settings.get("twilio_from"),
                     "api_base": settings.get("twilio_api_base"),
+                    "media_hosts": settings.get("twilio_media_hosts"),  # beyond Twilio's own (sms_providers.py)
                     "trust_forwarded": bool(settings.get("twilio_trust_forwarded")),
                     "status_callback": f"{public}/channels/sms/twilio/status" if public else None,
                 },

@@ -14,6 +14,7 @@ from sqlalchemy import func, select, text
 from gateway import keys
 from gateway.core.schema import json_schemas
 from gateway.db import Database, Delivery, Media, Notification, Report, utcnow
+from gateway.http.access import check_ops_access
 from gateway.http.openapi import openapi_document
 from gateway.metrics import Metrics
 
@@ -48,6 +49,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    check_ops_access(request)
     m = request.app[keys.METRICS]
     async with request.app[keys.DB].session() as s:
         rows = (
