@@ -40,7 +40,10 @@ ROUTES: dict[str, dict[str, dict[str, Any]]] = {
         "get": _op(
             "Prometheus metrics (reports, outbox, notifications, media)",
             "operations",
-            {"200": "text exposition format"},
+            {
+                "200": "text exposition format",
+                "403": "closed (GATEWAY_METRICS_PUBLIC): local client or bearer token only",
+            },
         )
     },
     "/api/schema/report.json": {"get": _op("The report's JSON Schema (2020-12)", "operations", {"200": "JSON Schema"})},
@@ -70,7 +73,11 @@ ROUTES: dict[str, dict[str, dict[str, Any]]] = {
         "post": _op(
             "Submit the form (multipart)",
             "web form",
-            {"303": "to the status page", "400": "the form again, with Chinese errors beside the fields"},
+            {
+                "303": "to the status page",
+                "400": "the form again, with Chinese errors beside the fields",
+                "429": "too many posts from this address (Retry-After)",
+            },
         ),
     },
     "/report/{case}": {
@@ -144,7 +151,12 @@ ROUTES: dict[str, dict[str, dict[str, Any]]] = {
         "post": _op(
             "GeoReport v2 new request (api_key)",
             "open311",
-            {"200": "the new request's id", "400": "invalid", "403": "bad api_key"},
+            {
+                "200": "the new request's id",
+                "400": "invalid",
+                "403": "bad api_key",
+                "429": "too many posts (Retry-After)",
+            },
             parameters=[_FMT],
         ),
     },
@@ -160,7 +172,7 @@ ROUTES: dict[str, dict[str, dict[str, Any]]] = {
         "get": _op(
             "Handling figures per category and department; `counts` says what each figure counts",
             "dispatch",
-            {"200": "figures"},
+            {"200": "figures", "403": "closed (GATEWAY_METRICS_PUBLIC): local client or bearer token only"},
         )
     },
     "/api/v1/admin/queue": {
@@ -273,19 +285,30 @@ def openapi_document(public_url: str) -> dict[str, Any]:
                         },
                         "400": {"description": "invalid fields", "content": {"application/json": {"schema": error}}},
                         "413": {"description": "body too large"},
+                        "429": {"description": "too many posts from this address (Retry-After)"},
                     },
                 }
             },
             "/api/v1/reports/{case}": {
                 "get": {
-                    "summary": "A report by case number (private fields masked)",
+                    "summary": "A report by case number (private fields masked, location coarse)",
                     "tags": ["reports"],
-                    "parameters": [{"name": "case", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "parameters": [
+                        {"name": "case", "in": "path", "required": True, "schema": {"type": "string"}},
+                        {
+                            "name": "t",
+                            "in": "query",
+                            "required": False,
+                            "description": "the reporter's token from `status_url`: the reporter's own full view",
+                            "schema": {"type": "string"},
+                        },
+                    ],
                     "responses": {
                         "200": {
                             "description": "the report",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Report"}}},
                         },
+                        "403": {"description": "a wrong token"},
                         "404": {"description": "not found"},
                     },
                 }
