@@ -95,3 +95,14 @@ async def test_a_flooding_sms_sender_gets_twiml_and_nothing_is_stored(
     assert replies.FLOODED in answers[2] and "<Response>" in answers[2]
     assert all(replies.FLOODED not in a for a in answers[:2])
     assert await count(client, Message) == 2
+
+
+async def test_processes_share_the_count_through_redis(
+    aiohttp_client: Any, make_settings: Any, runner: Any, redis_url: str
+) -> None:
+    """Production: two `gateway serve` processes behind one balancer count one allowance."""
+    shared = {"redis_url": redis_url, "flood_ip_limit": 1, "flood_exempt_loopback": False}
+    one = await app_client(aiohttp_client, make_settings, runner, **shared)
+    two = await app_client(aiohttp_client, make_settings, runner, **shared)
+    assert (await one.post("/api/v1/reports", json={"text": "路灯坏了"})).status == 201
+    assert (await two.post("/api/v1/reports", json={"text": "路灯坏了"})).status == 429
