@@ -67,6 +67,21 @@ class Settings(BaseSettings):
     media_dir: Path | None = None  # default: <var_dir>/media
     media_fetch_max_bytes: int = 20 << 20  # cap of one media download from a channel's API
     contact_location_max_age_s: int = 600  # a LOCATION event this recent locates a new report
+    # Flood limits at the edge (gateway/http/floods.py); 0 turns one off.
+    flood_window_s: int = 60
+    flood_sender_limit: int = 30  # messages per window from one chat sender (WeChat openid, phone, Weibo uid)
+    flood_ip_limit: int = 60  # posts per window from one address to the web form, JSON API and Open311
+    flood_exempt_loopback: bool = True  # 127.0.0.1/::1 (a same-host reverse proxy, the benches) skip the IP limit
+    # Slow clients (gateway/http/slow_clients.py): a connection that has not sent a whole request
+    # head within header_timeout_s (also how long an idle keep-alive connection stays open: above a
+    # proxy's usual 60 s), a body silent for read_timeout_s or unfinished after body_timeout_s, is closed.
+    header_timeout_s: float = 75.0
+    read_timeout_s: float = 30.0
+    body_timeout_s: float = 300.0
+    # /metrics and /api/v1/stats: open to anyone, or (False) to loopback and the bearer token
+    # below; unset: open in development and test, closed in production.
+    metrics_public: bool | None = None
+    metrics_token: SecretStr | None = None
 
     # --- grid (网格; gateway/core/placing.py, docs/grid.md) ---
     grid_file: Path | None = None  # default: <var_dir>/grid/grid.geojson, else the bundled Longhua sample
@@ -144,6 +159,10 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return not self.redis_url
+
+    @property
+    def metrics_open(self) -> bool:
+        return self.metrics_public if self.metrics_public is not None else self.env != "production"
 
 
 def load_settings(**overrides: object) -> Settings:

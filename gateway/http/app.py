@@ -21,13 +21,14 @@ from gateway.core.units import TaskRunner
 from gateway.db import Database
 from gateway.http import channels as channel_routes
 from gateway.http import dispatch as dispatch_routes
-from gateway.http import media_gc, openapi, ops, rating, webform
+from gateway.http import media_gc, openapi, ops, rating, webform, windows
 from gateway.http import open311 as open311_routes
 from gateway.http import reports as api
 from gateway.http.bodies import body_caps
 from gateway.http.caller_errors import caller_errors
 from gateway.http.middlewares import json_errors, request_context
 from gateway.http.page_headers import page_headers
+from gateway.http.slow_clients import read_deadline
 from gateway.media import LocalMediaStore
 from gateway.metrics import Metrics
 from gateway.migrate import upgrade
@@ -48,7 +49,8 @@ def create_app(
     migrate: bool | None = None,
 ) -> web.Application:
     multipart_cap = settings.max_photos * settings.max_photo_bytes + (1 << 20)
-    middlewares = [request_context, json_errors, caller_errors, body_caps, page_headers]  # see each module
+    # See each module; read_deadline (slow clients) watches the body reads of body_caps and the handlers.
+    middlewares = [request_context, json_errors, caller_errors, read_deadline, body_caps, page_headers]
     app = web.Application(middlewares=middlewares, client_max_size=multipart_cap)
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = Metrics()
@@ -59,6 +61,7 @@ def create_app(
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
     app.cleanup_ctx.append(_database(settings, settings.auto_migrate if migrate is None else migrate))
     app.cleanup_ctx.append(_redis(settings))
+    app.cleanup_ctx.append(windows.open_store)  # replay and flood keys, on that Redis when set
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(_pipeline(settings, classifier or make_classifier(settings), runner))
     app.cleanup_ctx.append(media_gc.periodic())  # orphaned media files removed (issue 13, item 4)

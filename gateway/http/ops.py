@@ -16,6 +16,7 @@ from sqlalchemy import func, select, text
 from gateway import keys
 from gateway.core.schema import json_schemas
 from gateway.db import Database, Delivery, Media, Notification, Report, utcnow
+from gateway.http.access import check_ops_access
 from gateway.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    check_ops_access(request)
     m = request.app[keys.METRICS]
     async with request.app[keys.DB].session() as s:
         rows = (
