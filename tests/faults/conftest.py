@@ -12,8 +12,8 @@ import pytest
 from redis import Redis
 
 from tests.conftest import unavailable
-from tests.faults.support import free_port
 from tests.fakes.dispatch_server import FakeDispatch
+from tests.faults.support import free_port
 
 
 @pytest.fixture

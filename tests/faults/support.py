@@ -178,6 +178,10 @@ class Residents:
         except (aiohttp.ClientError, TimeoutError):
             pass  # not acknowledged: the resident tries again
 
+    async def acked_at_least(self, count: int) -> None:
+        while len(self.acked) < count:  # noqa: ASYNC110 - polling the load that runs beside
+            await asyncio.sleep(0.01)
+
     async def until_all_acked(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while len(self.acked) < self.n:

@@ -1,4 +1,4 @@
-"""kill -9 of ``gateway serve`` with 40 posts in flight (embedded: SQLite, in-process tasks).
+"""kill -9 of ``gateway serve`` with 40 posts in flight (in-process tasks, on SQLite and PostgreSQL).
 
 The tasks the dead process held in memory are gone; the restarted process resumes all unfinished
 work at start-up (``Sweeping.recover``), not after ``GATEWAY_STUCK_AFTER_S`` (left at its 60 s
@@ -26,19 +26,17 @@ from tests.faults.support import (
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
 
-async def test_kill_9_server_under_load_sqlite(tmp_path, fake, record_property):
+async def test_kill_9_server_under_load(tmp_path, fake, db_url, record_property):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    db_url = f"sqlite+aiosqlite:///{tmp_path / 'var' / 'gateway.db'}"
-    env = gateway_env(tmp_path, fake)
+    env = gateway_env(tmp_path, fake, database_url=db_url)
     residents = Residents(base, 40)
     first = serve(tmp_path, env, port)
     try:
         await wait_up(base, first)
         fake.delay_s = 0.3  # dispatch answers slowly: deliveries are in flight at the kill
         posting = asyncio.create_task(residents.post(spacing_s=0.01))
-        while len(residents.acked) < 15:
-            await asyncio.sleep(0.01)
+        await residents.acked_at_least(15)
         first.kill()
         killed = time.monotonic()
         await posting
@@ -57,6 +55,9 @@ async def test_kill_9_server_under_load_sqlite(tmp_path, fake, record_property):
     finally:
         second.stop()
     report_figure(
-        record_property, "kill -9 serve (SQLite)", recovery_after_restart_s=moved - up, after_kill_s=moved - killed
+        record_property,
+        f"kill -9 serve ({db_url.split(':')[0]})",
+        recovery_after_restart_s=moved - up,
+        after_kill_s=moved - killed,
     )
     assert moved - up <= RECOVERY_S
