@@ -183,9 +183,15 @@ class KeepAlive:
         self._pending: set[str] = set()  # reaped, recovery not yet done (it failed)
         self.started = asyncio.Event()  # set once the start-up recovery has run
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def start(self) -> None:
+        """Take the lease and resume what is due at start-up (a serving process awaits this before
+        it serves, so the work it resumes is what was there before it)."""
         await self._tick(start=True)
         self.started.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if not self.started.is_set():
+            await self.start()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.interval)
@@ -197,9 +203,9 @@ class KeepAlive:
     async def _tick(self, *, start: bool) -> None:
         try:
             dead = await (self.leases.register() if start else self.leases.beat())
-        except Exception:
+        except Exception as exc:  # the type only: a database error's message may quote values
             self.leases.missed_beat()
-            log.warning("heartbeat failed", exc_info=True)
+            log.warning("heartbeat failed", extra={"error": type(exc).__name__})
             return
         self._pending.update(dead)
         broker, missed = await self._broker_changed(), self._missed_enqueue()
@@ -232,8 +238,10 @@ class KeepAlive:
     async def _recover(self, why: str, dead: list[str]) -> None:
         try:
             count = await self.sweeping.recover(dead)
-        except Exception:
-            log.warning("recovery failed; retried on the next heartbeat", extra={"why": why}, exc_info=True)
+        except Exception as exc:
+            log.warning(
+                "recovery failed; retried on the next heartbeat", extra={"why": why, "error": type(exc).__name__}
+            )
             self.sweeping.units.missed = True
             return
         self._pending.difference_update(dead)

@@ -57,9 +57,11 @@ class Units:
             await self.runner.enqueue(name, *args, delay=delay)
         except KeyError:
             raise  # an unknown task: a programming error
-        except Exception:
+        except Exception as exc:
             self.missed = True
-            log.warning("task not enqueued; resumed from the database later", extra={"task": name}, exc_info=True)
+            log.warning(
+                "task not enqueued; resumed from the database later", extra={"task": name, "error": type(exc).__name__}
+            )
 
 
 def after_commit(s: AsyncSession, task: str, *args: Any, delay: float = 0) -> None:

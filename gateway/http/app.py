@@ -135,7 +135,9 @@ async def _background(app: web.Application, runtime: Runtime) -> AsyncIterator[N
     stop = asyncio.Event()
     await on_serve(runtime)  # start-up warnings; deliveries parked while dispatch was unset go now
     # The lease and heartbeat: what a crash left resumes at once, not after GATEWAY_STUCK_AFTER_S.
-    heart = asyncio.create_task(keep_alive(runtime, "serve").run(stop), name="heartbeat")
+    alive = keep_alive(runtime, "serve")
+    await alive.start()
+    heart = asyncio.create_task(alive.run(stop), name="heartbeat")
     sweeper = asyncio.create_task(_sweep_forever(pipeline, settings.sweep_interval_s, stop), name="sweeper")
     poller = mentions.schedule(chosen, settings, stop)  # Weibo @-mentions; None when off (the default)
     # Load (on first start: train) the model now, in a thread, so the first resident does not wait.
