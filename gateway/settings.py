@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     max_photos: int = 6
     sweep_interval_s: float = 30.0  # how often stuck reports are re-enqueued
     stuck_after_s: float = 60.0
+    heartbeat_interval_s: float = 2.0  # process lease renewal (gateway/core/leases.py)
+    lease_ttl_s: float = 6.0  # a lease not renewed for this long is ended and its work resumed
+    task_visibility_timeout_s: int = 900  # Redis redelivers a task not acked by then (> every countdown)
     media_dir: Path | None = None  # default: <var_dir>/media
     media_fetch_max_bytes: int = 20 << 20  # cap of one media download from a channel's API
     contact_location_max_age_s: int = 600  # a LOCATION event this recent locates a new report
@@ -106,9 +109,10 @@ class Settings(BaseSettings):
     dispatch_secret: SecretStr | None = None
     routing_table: Path | None = None  # YAML: category/district -> dispatch target (adapters/routing.py)
     dispatch_timeout_s: float = 10.0
-    dispatch_max_attempts: int = 10  # then the delivery is dead-lettered (`gateway deliveries --dead`)
+    dispatch_retry_for_s: float = 86400.0  # failing this long: dead-lettered (`gateway deliveries --dead`)
     dispatch_backoff_base_s: float = 5.0  # exponential backoff with full jitter, doubled per attempt
-    dispatch_backoff_cap_s: float = 1800.0
+    dispatch_backoff_cap_s: float = 300.0
+    dispatch_alert_interval_s: float = 60.0  # one "dispatch target failing" warning per target this often
     dispatch_mask_pii: bool = True  # mask phone/ID numbers in the text handed to dispatch
     dispatch_callback_window_s: int = 300  # accepted clock skew of a callback's timestamp
     rating_window_s: int = 7 * 86400  # a digit reply this long after `resolved` is a rating

@@ -32,7 +32,7 @@ from gateway.http.slow_clients import read_deadline
 from gateway.media import LocalMediaStore
 from gateway.metrics import Metrics
 from gateway.migrate import upgrade
-from gateway.runtime import Runtime, load_accounts, make_channels, make_classifier, on_serve, open_runtime
+from gateway.runtime import Runtime, keep_alive, load_accounts, make_channels, make_classifier, on_serve, open_runtime
 from gateway.settings import Settings
 from gateway.tasks import mentions
 
@@ -138,6 +138,10 @@ async def _background(app: web.Application, runtime: Runtime) -> AsyncIterator[N
     settings, pipeline, chosen, classifier = runtime.settings, runtime.pipeline, runtime.runner, runtime.classifier
     stop = asyncio.Event()
     await on_serve(runtime)  # start-up warnings; deliveries parked while dispatch was unset go now
+    # The lease and heartbeat: what a crash left resumes at once, not after GATEWAY_STUCK_AFTER_S.
+    alive = keep_alive(runtime, "serve")
+    await alive.start()
+    heart = asyncio.create_task(alive.run(stop), name="heartbeat")
     sweeper = asyncio.create_task(_sweep_forever(pipeline, settings.sweep_interval_s, stop), name="sweeper")
     poller = mentions.schedule(chosen, runtime.accounts, stop)  # Weibo @-mentions; None when off (the default)
     # Load (on first start: train) the model now, in a thread, so the first resident does not wait.
@@ -155,12 +159,13 @@ async def _background(app: web.Application, runtime: Runtime) -> AsyncIterator[N
     if poller is not None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(poller, timeout=settings.shutdown_timeout_s)
-    try:
-        await asyncio.wait_for(sweeper, timeout=settings.shutdown_timeout_s)
-    except TimeoutError:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+    for loop_task in (sweeper, heart):
+        try:
+            await asyncio.wait_for(loop_task, timeout=settings.shutdown_timeout_s)
+        except TimeoutError:
+            loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop_task
     await chosen.drain(settings.shutdown_timeout_s)
     if grid_warming is not None:  # a thread cannot be cancelled; let it finish rather than leave it pending
         with contextlib.suppress(Exception):

@@ -599,7 +599,7 @@ def _ops_paths(c: _Components) -> Json:
         },
         "/metrics": {
             "get": _op(
-                "Prometheus metrics (reports, outbox, notifications, media)",
+                "Prometheus metrics (reports, outbox, notifications, media, failing dispatch targets)",
                 "operations",
                 {
                     "200": _answer("text exposition format", _text("text/plain")),
