@@ -137,6 +137,19 @@ class SupportsMediaFetch(Protocol):
 
 
 @runtime_checkable
+class SupportsReplayGuard(Protocol):
+    """Channels whose signature covers the query but not the body (WeChat plain mode, Weibo): a
+    captured signed query could carry another body while its timestamp is still fresh.
+
+    ``signed_query`` (called after ``verify``) names the signed query and how many seconds it
+    stays acceptable, or ``None`` when the signature covers the body. The gateway remembers which
+    messages first came with the query and refuses it with any others (403); the provider's own
+    retry of the same body passes on to the usual de-duplication."""
+
+    def signed_query(self, req: RawRequest, acct: Account) -> tuple[str, int] | None: ...
+
+
+@runtime_checkable
 class SupportsPolling(Protocol):
     """Channels whose provider is polled rather than calling us (Weibo @-mentions): a page of
     items newest first, walked down with ``max_id`` from the newest, never below ``since_id``.

@@ -70,6 +70,7 @@ class TwilioSettings(ChannelSettings):
     from_: str | None = Field(None, validation_alias="GATEWAY_TWILIO_FROM")  # the sender number (`from` is a keyword)
     api_base: str | None = None
     trust_forwarded: bool = False  # also check signatures against X-Forwarded-Proto/Host
+    media_hosts: str = ""  # media download hosts beyond Twilio's own, comma-separated ("*.example.com")
 
 
 FORMAT = ProviderFormat(
@@ -112,6 +113,7 @@ class SmsChannel(BaseChannel):
                     "auth_token": revealed(own.auth_token),
                     "from_number": own.from_,
                     "api_base": own.api_base,
+                    "media_hosts": own.media_hosts,  # beyond Twilio's own (sms_providers.py)
                     "trust_forwarded": own.trust_forwarded,
                     "status_callback": f"{public}/channels/sms/twilio/status" if public else None,
                 },

@@ -31,7 +31,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from channels.base import Account, RawRequest, RawResponse
 from channels.errors import BadPayload, ChannelMisconfigured, InvalidSignature, SendRejected, SendRetryable
-from channels.http import HTTP_TIMEOUT_S, get_capped
+from channels.http import HTTP_TIMEOUT_S, get_capped, host_allowed
 from gateway.models import DeliveryReport, MessageKind, SendResult
 
 TWILIO_API = "https://api.twilio.com"
@@ -224,7 +224,24 @@ class TwilioProvider:
             raise SendRejected(f"media URL is not absolute: {url[:100]!r}")
         api_host = urlsplit(acct.get("api_base") or TWILIO_API).netloc
         auth = (acct.get("account_sid"), acct.get("auth_token")) if parts.netloc == api_host else None
-        return get_capped(urlunsplit(parts), auth=auth)
+        return get_capped(urlunsplit(parts), auth=auth, allowed=lambda hop: twilio_media_allowed(hop, acct))
+
+
+# Where Twilio serves media: the API, which answers with a redirect to its media storage
+# (https://www.twilio.com/docs/messaging/api/media-resource). Every hop is checked, so neither a
+# MediaUrl nor a redirect can make the worker fetch an internal address (SSRF).
+TWILIO_MEDIA_HOSTS = ("api.twilio.com", "*.twilio.com", "*.twiliocdn.com", "s3-external-1.amazonaws.com")
+
+
+def twilio_media_allowed(url: str, acct: Account) -> bool:
+    """Twilio's media hosts over https, the configured API's own origin (a regional edge, a
+    proxy, a local fake) and the account's extra ``media_hosts`` (``GATEWAY_TWILIO_MEDIA_HOSTS``)."""
+    api = urlsplit(acct.get("api_base") or TWILIO_API)
+    parts = urlsplit(url)
+    if (parts.scheme, parts.netloc) == (api.scheme, api.netloc):
+        return True
+    extra = [h.strip().lower() for h in str(acct.get("media_hosts") or "").split(",") if h.strip()]
+    return host_allowed(url, TWILIO_MEDIA_HOSTS) or host_allowed(url, extra, schemes=("http", "https"))
 
 
 def _candidate_urls(req: RawRequest, acct: Account) -> list[str]:

@@ -244,6 +244,16 @@ class WeChatChannel(BaseChannel):
     def fetch_media(self, ref: MediaRef, acct: Account) -> tuple[bytes, str]:
         return self.api.fetch_media(ref, acct)
 
+    def signed_query(self, req: RawRequest, acct: Account) -> tuple[str, int] | None:
+        """``SupportsReplayGuard``: a plain callback's ``signature`` covers ``timestamp`` and
+        ``nonce`` only, so one captured query could carry any body while it is fresh (either side
+        of now: twice the window). WeChat's own retries (no answer within 5 s) repeat the query
+        with the same body, hence the same ``MsgId``. ``msg_signature`` covers the ciphertext."""
+        if req.query.get("msg_signature"):  # verify checked it against the Encrypt it carries
+            return None
+        window = int(acct.get("timestamp_window_s", 300))
+        return f"{acct.name}:{req.query.get('timestamp', '')}:{req.query.get('nonce', '')}", 2 * window or 600
+
     # ------------------------------------------------------------------ helpers
 
     def _fresh(self, timestamp: str, acct: Account) -> None:

@@ -40,7 +40,7 @@ from channels.base import (
 )
 from channels.errors import BadPayload, ChannelMisconfigured, InvalidSignature, SendRejected, SendRetryable
 from channels.http import HTTP_TIMEOUT_S, get_capped
-from channels.weibo_mentions import MentionsApi, fetch_picture, mention_message, status_id
+from channels.weibo_mentions import MentionsApi, fetch_picture, mention_message, status_id, weibo_media_allowed
 from gateway.models import InboundMessage, Location, LocationSource, MediaRef, MessageKind, OutboundMessage, SendResult
 
 _KINDS = {
@@ -159,6 +159,12 @@ class WeiboChannel(BaseChannel):
         if abs(self.clock() - sent) > window:
             raise InvalidSignature("stale timestamp")
 
+    def signed_query(self, req: RawRequest, acct: Account) -> tuple[str, int] | None:
+        """``SupportsReplayGuard``: the signature covers ``timestamp`` and ``nonce``, not the body
+        (twice the window: either side of now; 600 s when the window is off)."""
+        window = int(acct.get("timestamp_window_s", 300))
+        return f"{acct.name}:{req.query.get('timestamp', '')}:{req.query.get('nonce', '')}", 2 * window or 600
+
     def handshake(self, req: RawRequest, acct: Account) -> RawResponse:
         self.verify(req, acct)
         return RawResponse(status=200, body=req.query.get("echostr", "").encode("utf-8"))
@@ -257,7 +263,10 @@ class WeiboChannel(BaseChannel):
             raise ChannelMisconfigured("GATEWAY_WEIBO_ACCESS_TOKEN and the media URL are required")
         if not provider_id.isdigit():
             raise SendRejected(f"not a Weibo file id: {provider_id[:40]!r}")
-        return get_capped(url, params={"access_token": token, "fid": provider_id})
+        # Every hop checked, not only the configured URL: a redirect cannot reach an internal host.
+        return get_capped(
+            url, params={"access_token": token, "fid": provider_id}, allowed=lambda hop: weibo_media_allowed(hop, acct)
+        )
 
     # ``SupportsPolling``: the account's @-mentions (``channels/weibo_mentions.py``).
 

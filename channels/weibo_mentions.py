@@ -33,7 +33,7 @@ import requests
 
 from channels.base import Account
 from channels.errors import BadPayload, ChannelMisconfigured, SendRejected, SendRetryable
-from channels.http import get_capped
+from channels.http import get_capped, host_allowed
 from gateway.models import InboundMessage, Location, LocationSource, MediaRef, MessageKind
 
 MAX_TEXT = 2000
@@ -45,6 +45,7 @@ _RETRYABLE_CODES = frozenset({10001, 10009, 10022, 10023, 10024})
 # Token missing, invalid, expired or revoked: the deployment must fix its access token.
 _TOKEN_CODES = frozenset({21314, 21315, 21316, 21317, 21327, 21332})
 _IMAGE_HOST = ".sinaimg.cn"
+WEIBO_MEDIA_HOSTS = ("*.sinaimg.cn", "*.weibo.com", "*.weibo.cn")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +127,15 @@ def fetch_picture(url: str, acct: Account) -> tuple[bytes, str]:
         url = urlunsplit(("https", *parts[1:]))  # the API still hands out http:// picture URLs
     elif not _same_origin(parts, urlsplit(str(acct.get("api_base") or ""))):
         raise SendRejected(f"not a Weibo picture URL: {host[:60]!r}")
-    return get_capped(url)
+    return get_capped(url, allowed=lambda hop: weibo_media_allowed(hop, acct))  # every redirect too
+
+
+def weibo_media_allowed(url: str, acct: Account) -> bool:
+    """Weibo's hosts over https (pictures on ``*.sinaimg.cn``, files behind ``*.weibo.com``/``.cn``)
+    and the origins of the configured API and media URL (a proxy, a local fake)."""
+    parts = urlsplit(url)
+    origins = (urlsplit(str(acct.get("api_base") or "")), urlsplit(str(acct.get("media_url") or "")))
+    return any(_same_origin(parts, o) for o in origins) or host_allowed(url, WEIBO_MEDIA_HOSTS)
 
 
 def _read_json(resp: requests.Response) -> dict[str, Any]:

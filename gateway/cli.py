@@ -19,6 +19,7 @@ from gateway.db import Database
 from gateway.dispatch.outbox import ReplayRefused, settle
 from gateway.dispatch.stats import GRID_LEVELS, compute_stats
 from gateway.http.app import create_app
+from gateway.http.slow_clients import server_options
 from gateway.logs import setup_logging
 from gateway.migrate import missing_database, not_migrated, upgrade
 from gateway.runtime import channel_settings, config_warnings, load_accounts, make_channels, operator
@@ -156,6 +157,7 @@ def _serve(args: argparse.Namespace) -> int:
         shutdown_timeout=settings.shutdown_timeout_s,
         access_log=None,
         print=None,
+        **server_options(settings),  # slow clients: the time a request head may take
     )
     return 0
 

@@ -62,6 +62,24 @@ class Metrics:
             "Age of the oldest pending delivery (0 when none)",
             registry=self.registry,
         )
+        self.target_failing = Gauge(
+            "gateway_dispatch_target_failing",
+            "1 while the last attempts at a dispatch target failed (pending deliveries are being retried)",
+            ["target"],
+            registry=self.registry,
+        )
+        self.target_failures = Gauge(
+            "gateway_dispatch_target_consecutive_failures",
+            "Failed attempts of the target's longest-failing pending delivery",
+            ["target"],
+            registry=self.registry,
+        )
+        self.target_failing_seconds = Gauge(
+            "gateway_dispatch_target_failing_seconds",
+            "How long the target's oldest failing pending delivery has been failing (0 when none)",
+            ["target"],
+            registry=self.registry,
+        )
         self.notifications = Gauge(
             "gateway_notifications", "Notifications to residents by state", ["state"], registry=self.registry
         )

@@ -22,6 +22,7 @@ import channels
 from channels.base import GIVEN_SETTINGS, Account, BaseChannel, ChannelSettings
 from gateway.core.classify import NlpClassifier, PlaceholderClassifier, ReportClassifier
 from gateway.core.conversation import Conversation
+from gateway.core.leases import KeepAlive, Leases
 from gateway.core.pipeline import Pipeline
 from gateway.core.placing import Placer
 from gateway.core.units import TaskRunner, Units
@@ -242,6 +243,18 @@ async def on_serve(runtime: Runtime) -> None:
     for warning in config_warnings(runtime.settings, runtime.channels, runtime.accounts):
         log.warning(warning)
     await runtime.outbox.release_parked()
+
+
+def keep_alive(runtime: Runtime, role: str) -> KeepAlive:
+    """The process's lease and heartbeat (``gateway/core/leases.py``). A serving process resumes
+    all unfinished work when it starts and when the Celery broker restarts; every process resumes
+    the work of any process it finds dead."""
+    settings, pipeline = runtime.settings, runtime.pipeline
+    leases = Leases(pipeline.units, settings, role)
+    epoch = runtime.runner.epoch if isinstance(runtime.runner, CeleryRunner) and role == "serve" else None
+    return KeepAlive(
+        leases, pipeline.sweeping, settings.heartbeat_interval_s, recover_at_start=role == "serve", epoch=epoch
+    )
 
 
 @asynccontextmanager

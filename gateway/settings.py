@@ -74,9 +74,27 @@ class Settings(BaseSettings):
     max_photos: int = 6
     sweep_interval_s: float = 30.0  # how often stuck reports are re-enqueued
     stuck_after_s: float = 60.0
+    heartbeat_interval_s: float = 2.0  # process lease renewal (gateway/core/leases.py)
+    lease_ttl_s: float = 6.0  # a lease not renewed for this long is ended and its work resumed
+    task_visibility_timeout_s: int = 900  # Redis redelivers a task not acked by then (> every countdown)
     media_dir: Path | None = None  # default: <var_dir>/media
     media_fetch_max_bytes: int = 20 << 20  # cap of one media download from a channel's API
     contact_location_max_age_s: int = 600  # a LOCATION event this recent locates a new report
+    # Flood limits at the edge (gateway/http/floods.py); 0 turns one off.
+    flood_window_s: int = 60
+    flood_sender_limit: int = 30  # messages per window from one chat sender (WeChat openid, phone, Weibo uid)
+    flood_ip_limit: int = 60  # posts per window from one address to the web form, JSON API and Open311
+    flood_exempt_loopback: bool = True  # 127.0.0.1/::1 (a same-host reverse proxy, the benches) skip the IP limit
+    # Slow clients (gateway/http/slow_clients.py): a connection that has not sent a whole request
+    # head within header_timeout_s (also how long an idle keep-alive connection stays open: above a
+    # proxy's usual 60 s), a body silent for read_timeout_s or unfinished after body_timeout_s, is closed.
+    header_timeout_s: float = 75.0
+    read_timeout_s: float = 30.0
+    body_timeout_s: float = 300.0
+    # /metrics and /api/v1/stats: open to anyone, or (False) to loopback and the bearer token
+    # below; unset: open in development and test, closed in production.
+    metrics_public: bool | None = None
+    metrics_token: SecretStr | None = None
 
     # --- grid (网格; gateway/core/placing.py, docs/grid.md) ---
     grid_file: Path | None = None  # default: <var_dir>/grid/grid.geojson, else the bundled Longhua sample
@@ -101,9 +119,10 @@ class Settings(BaseSettings):
     dispatch_secret: SecretStr | None = None
     routing_table: Path | None = None  # YAML: category/district -> dispatch target (adapters/routing.py)
     dispatch_timeout_s: float = 10.0
-    dispatch_max_attempts: int = 10  # then the delivery is dead-lettered (`gateway deliveries --dead`)
+    dispatch_retry_for_s: float = 86400.0  # failing this long: dead-lettered (`gateway deliveries --dead`)
     dispatch_backoff_base_s: float = 5.0  # exponential backoff with full jitter, doubled per attempt
-    dispatch_backoff_cap_s: float = 1800.0
+    dispatch_backoff_cap_s: float = 300.0
+    dispatch_alert_interval_s: float = 60.0  # one "dispatch target failing" warning per target this often
     dispatch_mask_pii: bool = True  # mask phone/ID numbers in the text handed to dispatch
     dispatch_callback_window_s: int = 300  # accepted clock skew of a callback's timestamp
     rating_window_s: int = 7 * 86400  # a digit reply this long after `resolved` is a rating
@@ -154,6 +173,10 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return not self.redis_url
+
+    @property
+    def metrics_open(self) -> bool:
+        return self.metrics_public if self.metrics_public is not None else self.env != "production"
 
 
 def load_settings(**overrides: object) -> Settings:

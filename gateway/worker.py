@@ -3,19 +3,26 @@
 Each worker process keeps one event loop and one task context (database engine, classifier,
 HTTP session), built lazily on its first task. Tasks are idempotent and take ids only, so
 ``acks_late`` is safe: a worker killed mid-task leaves the message to be delivered again.
+
+Each worker process (each prefork child) also holds a lease (``gateway/core/leases.py``), renewed
+from a thread of its own because a running task blocks the process's loop: when a worker is
+killed, any live process reaps its lease within seconds and resumes its work from the database,
+without waiting for Redis to redeliver what it had reserved (``GATEWAY_TASK_VISIBILITY_TIMEOUT_S``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import worker_process_shutdown, worker_shutdown
+from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 
-from gateway.runtime import build_runtime
+from gateway.core.classify import PlaceholderClassifier
+from gateway.runtime import build_runtime, keep_alive, open_runtime
 from gateway.settings import Settings
 from gateway.tasks.runners import (
     MAX_ATTEMPTS,
@@ -38,12 +45,47 @@ class _WorkerState:
         self.lock = threading.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ctx: TaskContext | None = None
+        self.heart: _Heartbeat | None = None
 
 
 _state = _WorkerState()
 
 
+class _Heartbeat:
+    """This worker process's lease, kept by a thread with its own loop and database engine."""
+
+    def __init__(self, settings: Settings, celery_app: Celery) -> None:
+        self.pid = os.getpid()
+        self.running = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopping: asyncio.Event | None = None
+        self.thread = threading.Thread(
+            target=asyncio.run, args=(self._run(settings, celery_app),), name="gateway-heartbeat", daemon=True
+        )
+        self.thread.start()
+
+    async def _run(self, settings: Settings, celery_app: Celery) -> None:
+        self.loop, self.stopping = asyncio.get_running_loop(), asyncio.Event()
+        self.running.set()
+        runner = CeleryRunner(celery_app)
+        async with open_runtime(settings, runner=runner, classifier=PlaceholderClassifier()) as runtime:
+            await keep_alive(runtime, "worker").run(self.stopping)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.running.wait(timeout) and self.loop is not None and self.stopping is not None:
+            self.loop.call_soon_threadsafe(self.stopping.set)
+        self.thread.join(timeout)
+
+
+def start_heartbeat(settings: Settings, celery_app: Celery) -> None:
+    """Take this process's lease (once per process; a forked child takes its own)."""
+    with _state.lock:
+        if _state.heart is None or _state.heart.pid != os.getpid():
+            _state.heart = _Heartbeat(settings, celery_app)
+
+
 def _context(settings: Settings, celery_app: Celery) -> tuple[asyncio.AbstractEventLoop, TaskContext]:
+    start_heartbeat(settings, celery_app)  # the solo pool has no worker_process_init
     with _state.lock:
         if _state.loop is None or _state.ctx is None:
             loop = asyncio.new_event_loop()
@@ -55,8 +97,10 @@ def _context(settings: Settings, celery_app: Celery) -> tuple[asyncio.AbstractEv
 def close_worker_context(**_: Any) -> None:
     """Close the database engine and HTTP session of this worker process."""
     with _state.lock:
-        loop, ctx = _state.loop, _state.ctx
-        _state.loop = _state.ctx = None
+        loop, ctx, heart = _state.loop, _state.ctx, _state.heart
+        _state.loop = _state.ctx = _state.heart = None
+    if heart is not None and heart.pid == os.getpid():
+        heart.stop()
     if loop is None or ctx is None:
         return
     loop.run_until_complete(_close(ctx))
@@ -82,6 +126,11 @@ def make_celery(settings: Settings) -> Celery:
     app = celery_app(settings)
     for name in TASKS:
         _register(app, settings, name)
+
+    def on_child_start(**_: Any) -> None:
+        start_heartbeat(settings, app)  # a prefork child: its lease from the start, not its first task
+
+    worker_process_init.connect(on_child_start, weak=False)
     return app
 
 

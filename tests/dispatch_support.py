@@ -102,7 +102,7 @@ def fast_dispatch(fake: Any, **overrides: Any) -> dict[str, Any]:
         "dispatch_backoff_base_s": 0.01,
         "dispatch_backoff_cap_s": 0.05,
         "dispatch_timeout_s": 2.0,
-        "dispatch_max_attempts": 5,
+        "dispatch_retry_for_s": 0.5,  # then dead-lettered (a day in production)
     }
     values.update(overrides)
     return values

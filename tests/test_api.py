@@ -13,6 +13,10 @@ from gateway.db import History, Media, Report
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
+def token_of(created: dict) -> str:
+    return created["status_url"].rsplit("?t=", 1)[1]
+
+
 async def count_reports(client) -> int:
     async with client.app[keys.DB].session() as s:
         return int(await s.scalar(select(func.count()).select_from(Report)) or 0)
@@ -23,14 +27,16 @@ async def test_json_complaint_is_created_and_returned_by_case_number(client, run
         "text": "小区门口路灯坏了三天了",
         "title": "路灯不亮",
         "contact_phone": "13812345678",
-        "location": {"lat": 22.65, "lng": 114.02, "address": "龙华区民治街道"},
+        "location": {"lat": 22.653123, "lng": 114.025456, "address": "民治大道88号3栋502"},
     }
     resp = await client.post("/api/v1/reports", json=body)
     assert resp.status == 201
     created = await resp.json()
     case = created["case_number"]
     assert case.startswith("ZW") and case[2:].isdigit() and len(case) == 16
-    assert created["status_url"] == f"http://gateway.test/api/v1/reports/{case}"
+    # The reporter's signed link (bound to the case and the sender); Location is the public view.
+    assert created["status_url"].startswith(f"http://gateway.test/api/v1/reports/{case}?t=")
+    assert resp.headers["Location"] == f"http://gateway.test/api/v1/reports/{case}"
     assert case in created["message"]
     await runner.idle()
 
@@ -40,11 +46,24 @@ async def test_json_complaint_is_created_and_returned_by_case_number(client, run
     assert report["text"] == body["text"] and report["title"] == "路灯不亮"
     assert report["contact_phone"] == "138****5678"  # masked in the public view
     assert report["sender"] is None
-    assert report["location"] == {"lat": 22.65, "lng": 114.02, "address": "龙华区民治街道", "source": "gps"}
+    # Coarse in public: 3 decimals, and the grid's district/street/community instead of the door.
+    assert report["location"]["lat"] == 22.653 and report["location"]["lng"] == 114.025
+    assert report["location"]["address"] == "".join(
+        step["name"] for step in report["grid"]["path"] if step["level"] in ("区", "街道", "社区")
+    )
+    assert report["location"]["address"] and "502" not in json.dumps(report, ensure_ascii=False)
     # The placeholder classifier sends every report to moderators, and says so.
     assert report["status"] == "needs_review"
     assert report["category"]["set_by"] == "placeholder"
     assert [h["to_status"] for h in report["history"]] == ["received", "classified", "needs_review"]
+
+    own = await client.get(created["status_url"].removeprefix("http://gateway.test"))
+    assert own.status == 200 and own.headers["Cache-Control"] == "private, no-store"
+    mine = await own.json()
+    assert mine["location"] == {"lat": 22.653123, "lng": 114.025456, "address": "民治大道88号3栋502", "source": "gps"}
+    assert mine["contact_phone"] == "13812345678" and mine["sender"] is None  # their own phone, no identity
+    forged = await client.get(f"/api/v1/reports/{case}", params={"t": "0" * 32})
+    assert forged.status == 403
 
 
 async def test_same_idempotency_key_twice_yields_one_report(client):
@@ -95,10 +114,14 @@ async def test_multipart_with_photos_stores_media_by_hash(client, runner):
     form.add_field("photos", PNG, filename="b.png", content_type="image/png")  # same bytes: stored once
     resp = await client.post("/api/v1/reports", data=form)
     assert resp.status == 201, await resp.text()
-    case = (await resp.json())["case_number"]
+    created = await resp.json()
+    case = created["case_number"]
     await runner.idle()
     report = await (await client.get(f"/api/v1/reports/{case}")).json()
-    assert report["location"]["address"] == "民治大道与人民路交叉口" and report["location"]["source"] == "text"
+    # public: the grid's names (the address placed it in 民治街道), not what the resident typed
+    assert report["location"]["address"] == "龙华区民治街道" and report["location"]["source"] == "text"
+    mine = await (await client.get(f"/api/v1/reports/{case}", params={"t": token_of(created)})).json()
+    assert mine["location"]["address"] == "民治大道与人民路交叉口"
     assert len(report["media"]) == 2 and {m["state"] for m in report["media"]} == {"stored"}
     url = report["media"][0]["url"]
     media = await client.get(url.replace("http://gateway.test", ""))

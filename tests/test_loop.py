@@ -68,12 +68,15 @@ class WeChatResident:
     async def says(self, text: str) -> str:
         """Send a text message; the passive reply's text (被动回复)."""
         now = int(time.time())  # the channel's default clock checks the timestamp window
+        msg_id = next(self._ids)
         body = (
             f"<xml><ToUserName><![CDATA[{OURS}]]></ToUserName><FromUserName><![CDATA[{self.openid}]]></FromUserName>"
             f"<CreateTime>{now}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
-            f"<Content><![CDATA[{text}]]></Content><MsgId>{next(self._ids)}</MsgId></xml>"
+            f"<Content><![CDATA[{text}]]></Content><MsgId>{msg_id}</MsgId></xml>"
         )
-        nonce = "20261127"
+        # A nonce of its own per message, as WeChat sends: two messages in one second with one
+        # nonce would be one signed query with two bodies, which the replay guard refuses.
+        nonce = str(msg_id)[-8:]
         query = {"signature": signature(TOKEN, str(now), nonce), "timestamp": str(now), "nonce": nonce}
         resp = await self.client.post("/channels/wechat", data=body.encode(), params={**query, "openid": self.openid})
         answer = await resp.text()

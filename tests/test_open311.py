@@ -178,7 +178,9 @@ async def test_get_requests_with_filters(o311: Any, runner: Any) -> None:
     await runner.idle()
     [one] = await (await o311.get(f"{API}/requests/{case}.json")).json()
     assert (one["service_request_id"], one["status"], one["service_code"]) == (case, "open", "0102")
-    assert (one["lat"], one["long"], one["service_name"]) == (22.5431, 114.0579, "路灯与景观照明")
+    # A public list: the position to 3 decimals, the grid's names instead of the typed address.
+    assert (one["lat"], one["long"], one["service_name"]) == (22.543, 114.058, "路灯与景观照明")
+    assert one["address"] != "福田区深南大道1000号"  # the typed address_string
     assert xml_shape(await (await o311.get(f"{API}/requests/{case}.xml")).read())[:2] == ("service_requests", "request")
     listing = f"{API}/requests.json"
     assert [r["service_request_id"] for r in await (await o311.get(listing)).json()] == [case]

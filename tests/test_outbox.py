@@ -108,7 +108,7 @@ async def test_same_delivery_id_across_retries(make_settings, fake):
 
 async def test_dispatch_down_then_up_gets_every_case_exactly_once(make_settings, fake, db_url):
     await fake.down()
-    settings = make_settings(**fast_dispatch(fake, dispatch_max_attempts=200), database_url=db_url)
+    settings = make_settings(**fast_dispatch(fake, dispatch_retry_for_s=60), database_url=db_url)
     async with Process(settings) as gw:
         cases = [await gw.ready_report(f"第{i}号路灯坏了") for i in range(3)]
 
@@ -152,17 +152,34 @@ async def test_4xx_is_not_retried_reported_and_replayable(make_settings, fake):
             await gw.outbox.replay(str(row.id))
 
 
+async def _attempt_times(db, pk: int) -> list:
+    async with db.session() as s:
+        return list(
+            (
+                await s.scalars(
+                    select(DeliveryAttempt.at).where(DeliveryAttempt.delivery_id == pk).order_by(DeliveryAttempt.number)
+                )
+            ).all()
+        )
+
+
 async def _is(db, state: str) -> bool:
     return await _states(db) == [state]
 
 
-async def test_retries_exhausted_dead_letter_then_replay_all(make_settings, fake):
+async def test_retry_period_over_dead_letter_then_replay_all(make_settings, fake):
+    """Retries are timed, not counted: a failing delivery is retried for the whole period (here
+    0.6 s, with attempts 50 ms apart at most) and dead-lettered only once it has passed."""
     fake.answer_status = 503
-    async with Process(make_settings(**fast_dispatch(fake, dispatch_max_attempts=3))) as gw:
+    async with Process(make_settings(**fast_dispatch(fake, dispatch_retry_for_s=0.6))) as gw:
         await gw.ready_report()
         await wait_for(lambda: _is(gw.db, "dead"), what="dead letter")
         row = (await deliveries(gw.db))[0]
-        assert row.attempts == 3 and len(fake.seen) == 3
+        attempts = await _attempt_times(gw.db, row.id)
+        assert row.failing_since is not None and row.attempts == len(fake.seen) == len(attempts)
+        assert row.attempts > 3  # more than a handful of attempts fit in the period
+        assert (attempts[-1] - row.failing_since).total_seconds() >= 0.6  # the last one after it ended
+        assert (attempts[-2] - row.failing_since).total_seconds() < 0.6  # and not a retry more
         assert [d["id"] for d in await gw.outbox.listing(dead=True)] == [row.id]
         fake.answer_status = None
         assert [d.id for d in await gw.outbox.replay_dead()] == [row.id]
@@ -170,7 +187,7 @@ async def test_retries_exhausted_dead_letter_then_replay_all(make_settings, fake
 
 
 async def test_cli_lists_dead_letters_and_replays_them(make_settings, fake, monkeypatch, tmp_path, capsys):
-    settings = make_settings(**fast_dispatch(fake, dispatch_max_attempts=1))
+    settings = make_settings(**fast_dispatch(fake, dispatch_retry_for_s=0))
     fake.answer_status = 500
     async with Process(settings) as gw:
         case = await gw.ready_report()

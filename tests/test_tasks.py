@@ -72,7 +72,7 @@ async def test_celery_runner_runs_the_same_task_over_redis(make_settings, redis_
     from gateway.db import Database, Report
     from gateway.models import InboundMessage, MessageKind
     from gateway.tasks.runners import CeleryRunner
-    from gateway.worker import make_celery
+    from gateway.worker import close_worker_context, make_celery
 
     settings = make_settings(redis_url=redis_url)
     celery_app = make_celery(settings)
@@ -91,16 +91,21 @@ async def test_celery_runner_runs_the_same_task_over_redis(make_settings, redis_
         text="路灯坏了",
         complete=True,
     )
-    with start_worker(
-        celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10, queues=["nlp", "default", "send"]
-    ):
-        result = await pipeline.intake([message])
-        for _ in range(100):
-            async with db.session() as s:
-                status = (await s.get(Report, result.report_id)).status
-            if status != "received":
-                break
-            await asyncio.sleep(0.1)
-    await db.close()
+    try:
+        with start_worker(
+            celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10, queues=["nlp", "default", "send"]
+        ):
+            result = await pipeline.intake([message])
+            for _ in range(100):
+                async with db.session() as s:
+                    status = (await s.get(Report, result.report_id)).status
+                if status != "received":
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        # The worker thread's task context (built from this test's settings) and its heartbeat
+        # outlive the worker; a later test's worker would reuse them, on this test's database.
+        await asyncio.to_thread(close_worker_context)
+        await db.close()
     assert status == "needs_review"
     assert threading.active_count() >= 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from gateway import keys
 from gateway.core import replies
@@ -58,10 +58,12 @@ async def test_use_my_location_fills_coordinates_and_keeps_the_address(client: A
         case = page.url.rsplit("/", 1)[1].split("?")[0]
         assert not problems, problems
     await runner.idle()
-    resp = await client.get(f"/api/v1/reports/{case}")
-    data = await resp.json()
-    assert data["location"]["lat"] == 22.653123 and data["location"]["lng"] == 114.025456
-    assert data["location"]["address"] == "民治大道 88 号门口"
+    async with client.app[keys.DB].session() as s:
+        report = await s.scalar(select(Report).where(Report.case_number == case))
+    assert report is not None and (report.location_lat, report.location_lng) == (22.653123, 114.025456)
+    assert report.location_address == "民治大道 88 号门口"
+    data = await (await client.get(f"/api/v1/reports/{case}")).json()
+    assert data["location"]["lat"] == 22.653 and data["location"]["lng"] == 114.025  # public: coarse
 
 
 async def test_status_pages_of_a_merged_and_a_spam_case(client: Any, runner: Any) -> None:

@@ -24,6 +24,7 @@ NOTHING_OPEN = "目前没有待提交的反映。请先发送照片或文字描�
 # Chat channels (WeChat first): what the passive reply says after a first message without text.
 ASK_DESCRIPTION_AFTER_MEDIA = "已收到{what}，案件编号 {case}。请用一句话描述问题，并发送位置（点“+”选择“位置”）。"
 ASK_DESCRIPTION_AFTER_LOCATION = "已收到位置，案件编号 {case}。请用一句话描述问题，也可以再发几张照片。"
+FLOODED = "您提交过于频繁，请稍后再试。"
 UNSUPPORTED = "暂不支持这类消息。请发送文字、照片、语音或位置来反映问题。"
 _MEDIA_WORDS = {"image": "照片", "voice": "语音", "video": "视频"}
 

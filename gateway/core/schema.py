@@ -28,6 +28,9 @@ class CategoryOut(BaseModel):
 
 
 class LocationOut(BaseModel):
+    """Public views round ``lat``/``lng`` to 3 decimals and give the grid's district, street and
+    community as ``address``; the reporter's signed link and staff see the exact location."""
+
     lat: float | None = Field(default=None, ge=-90, le=90)
     lng: float | None = Field(default=None, ge=-180, le=180)
     address: str | None = None
@@ -117,16 +120,15 @@ def mask_phone(phone: str | None) -> str | None:
     return f"{digits[:3]}{'*' * (len(digits) - 7)}{digits[-4:]}"
 
 
-def report_json(r: ReportRow, *, public_url: str = "", private: bool = False, history: bool = True) -> dict[str, Any]:
-    """A report as JSON; ``private=False`` hides the sender and masks the phone."""
-    location = None
-    if r.location_lat is not None or r.location_address:
-        location = {
-            "lat": r.location_lat,
-            "lng": r.location_lng,
-            "address": r.location_address,
-            "source": r.location_source,
-        }
+def report_json(
+    r: ReportRow, *, public_url: str = "", private: bool = False, owner: bool = False, history: bool = True
+) -> dict[str, Any]:
+    """A report as JSON. ``private=False`` (the public view) hides the sender, masks the phone and
+    PII in the text, and coarsens the location (``location_json``); ``owner=True`` is the view of
+    the resident who reported it (the signed link, their browser): the public view with their own
+    text, phone and exact location."""
+    own = private or owner
+    location = location_json(r, exact=own)
     category = None
     if r.category_code or r.category_set_by:
         category = {
@@ -153,9 +155,9 @@ def report_json(r: ReportRow, *, public_url: str = "", private: bool = False, hi
         "sender": r.sender if private else None,
         # Case numbers are sequential, so the public view must not carry what the resident wrote
         # about themselves: phone, ID, card numbers and e-mails are masked (nlp.pii).
-        "title": r.title if private else _masked(r.title),
-        "text": r.text if private else _masked(r.text),
-        "contact_phone": r.contact_phone if private else mask_phone(r.contact_phone),
+        "title": r.title if own else _masked(r.title),
+        "text": r.text if own else _masked(r.text),
+        "contact_phone": r.contact_phone if own else mask_phone(r.contact_phone),
         "location": location,
         "grid": grid_json(r, private=private),
         "media": media,
@@ -180,6 +182,45 @@ def report_json(r: ReportRow, *, public_url: str = "", private: bool = False, hi
             for h in r.history
         ]
     return out
+
+
+# Public coordinates are rounded to 3 decimals: about 110 m north-south and 100 m east-west in
+# southern China, below the size of a grid unit (网格) and enough to see where a problem is, too
+# coarse to pick out a home. A WeChat resident's periodic LOCATION report can locate a report
+# (gateway/core/intake.py), so the exact point is the resident's own position.
+PUBLIC_DECIMALS = 3
+_PUBLIC_LEVELS = ("区", "街道", "社区")
+
+
+def location_json(r: ReportRow, *, exact: bool) -> dict[str, Any] | None:
+    """The report's location; unless ``exact``, the coordinates rounded (``PUBLIC_DECIMALS``) and
+    the address replaced by the district, street and community the report lands in (what the
+    resident typed may be their own door)."""
+    if r.location_lat is None and not r.location_address:
+        return None
+    if exact:
+        return {
+            "lat": r.location_lat,
+            "lng": r.location_lng,
+            "address": r.location_address,
+            "source": r.location_source,
+        }
+    return {
+        "lat": coarse(r.location_lat),
+        "lng": coarse(r.location_lng),
+        "address": public_address(r),
+        "source": r.location_source,
+    }
+
+
+def coarse(value: float | None) -> float | None:
+    return None if value is None else round(value, PUBLIC_DECIMALS)
+
+
+def public_address(r: ReportRow) -> str | None:
+    """区, 街道 and 社区 of the report's grid path (``龙华区民治街道民治社区``); None when unplaced."""
+    names = [str(step.get("name", "")) for step in r.grid_path or () if step.get("level") in _PUBLIC_LEVELS]
+    return "".join(names) or None
 
 
 def grid_json(r: ReportRow, *, private: bool) -> dict[str, Any] | None:

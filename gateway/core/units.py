@@ -6,6 +6,7 @@ core only enqueues by name and never imports a task.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -14,6 +15,8 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db import Database, utcnow
+
+log = logging.getLogger(__name__)
 
 SYSTEM = "system"
 
@@ -35,6 +38,7 @@ class Units:
         self.db = db
         self.runner = runner
         self.clock = clock
+        self.missed = False  # an enqueue after commit failed (``enqueue``)
 
     @asynccontextmanager
     async def unit(self) -> AsyncIterator[AsyncSession]:
@@ -43,7 +47,21 @@ class Units:
             async with s.begin():
                 yield s
             for name, args, delay in s.info.pop("enqueue", []):
-                await self.runner.enqueue(name, *args, delay=delay)
+                await self.enqueue(name, *args, delay=delay)
+
+    async def enqueue(self, name: str, *args: Any, delay: float = 0) -> None:
+        """Enqueue after a commit. What is committed is answered for even when the task broker is
+        down: the failure is logged and counted in ``missed``, and the heartbeat re-enqueues the
+        unfinished work once the broker answers (``gateway/core/leases.py``)."""
+        try:
+            await self.runner.enqueue(name, *args, delay=delay)
+        except KeyError:
+            raise  # an unknown task: a programming error
+        except Exception as exc:
+            self.missed = True
+            log.warning(
+                "task not enqueued; resumed from the database later", extra={"task": name, "error": type(exc).__name__}
+            )
 
 
 def after_commit(s: AsyncSession, task: str, *args: Any, delay: float = 0) -> None:

@@ -6,17 +6,24 @@
   (``deliver_dispatch_urgent`` on ``dispatch_urgent``) and the sweeper re-enqueues them first.
 - The deliver task claims the row (a lease: ``next_attempt_at`` moves past the send timeout, so a
   second copy of the task does nothing), sends it through ``adapters.dispatch`` and records the
-  attempt. Retryable failures are rescheduled with exponential backoff and full jitter until
-  ``GATEWAY_DISPATCH_MAX_ATTEMPTS``, then the row is dead-lettered; 4xx rejections stop at once.
-  Both show in ``gateway deliveries --dead`` and come back with ``gateway replay``.
+  attempt. Retryable failures are rescheduled with exponential backoff and full jitter (capped
+  at ``GATEWAY_DISPATCH_BACKOFF_CAP_S``) for ``GATEWAY_DISPATCH_RETRY_FOR_S`` from the first
+  failure (a day by default: a dispatch system down overnight needs no one in the morning), then
+  the row is dead-lettered; 4xx rejections stop at once. Both show in ``gateway deliveries
+  --dead`` and come back with ``gateway replay``. While a target fails, a warning is logged (once
+  per ``GATEWAY_DISPATCH_ALERT_INTERVAL_S`` per target and process) and ``/metrics`` shows it
+  (``failing_targets``).
 - Nothing lives only in a queue: a worker killed mid-send, a Redis restart or a runner that lost
   its delayed tasks leave a pending row whose ``next_attempt_at`` passes, and the sweeper
-  (``Pipeline.sweep``) enqueues it again. The receiver dedupes on ``X-Gateway-Delivery``.
+  (``Pipeline.sweep``) enqueues it again; a claim names its process (``claimed_by``), so a dead
+  process's lease is released as soon as it is reaped (``gateway/core/leases.py``). The receiver
+  dedupes on ``X-Gateway-Delivery``.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,17 +31,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from adapters import dispatch
 from adapters.routing import DEFAULT_TARGET, RoutingTable, Target, load_routing
 from gateway.core import replies
+from gateway.core.leases import boot_id
 from gateway.core.lifecycle import Status
 from gateway.core.schema import report_json
 from gateway.core.units import SYSTEM, Units, after_commit
-from gateway.db import Delivery, DeliveryAttempt, Report
+from gateway.db import Database, Delivery, DeliveryAttempt, Report
 from gateway.tasks.runners import TaskContext, backoff
 from nlp.pii import mask_pii
 
@@ -212,6 +220,7 @@ class Outbox:
                 return None
             d.attempts += 1
             d.next_attempt_at = now + timedelta(seconds=self.settings.dispatch_timeout_s + LEASE_MARGIN_S)
+            d.claimed_by = boot_id()
             d.updated_at = now
             body = dispatch.encode(self._payload(report, d))
             return _Job(d.delivery_id, dest, body)
@@ -244,6 +253,7 @@ class Outbox:
                 )
             )
             d.last_status_code, d.last_error, d.updated_at = result.status_code, result.error, now
+            d.claimed_by = None
             extra = {"delivery": d.delivery_id, "target": d.target, "attempt": d.attempts, "status": result.status_code}
             if result.outcome is dispatch.Outcome.DELIVERED:
                 d.state, d.delivered_at = "delivered", now
@@ -252,18 +262,27 @@ class Outbox:
             elif result.outcome is dispatch.Outcome.REJECTED:
                 d.state = "rejected"
                 log.warning("dispatch rejected the delivery", extra={**extra, "error": result.error})
-            elif d.attempts >= self.settings.dispatch_max_attempts:
-                d.state = "dead"
-                log.error("dispatch delivery dead-lettered", extra={**extra, "error": result.error})
             else:
-                self._reschedule(s, d, now, result)
-                log.info("dispatch delivery will be retried", extra={**extra, "error": result.error})
+                d.failing_since = d.failing_since or now
+                _alert(d, now, result.error, self.settings.dispatch_alert_interval_s)
+                if now - d.failing_since >= timedelta(seconds=self.settings.dispatch_retry_for_s):
+                    d.state = "dead"
+                    log.error("dispatch delivery dead-lettered", extra={**extra, "error": result.error})
+                else:
+                    self._reschedule(s, d, now, result)
+                    log.info("dispatch delivery will be retried", extra={**extra, "error": result.error})
             return d.state
 
     def _reschedule(self, s: AsyncSession, d: Delivery, now: datetime, result: dispatch.AttemptResult) -> None:
-        wait = backoff(d.attempts - 1, self.settings.dispatch_backoff_base_s, self.settings.dispatch_backoff_cap_s)
+        """The next attempt after backoff, and never later than the end of the retry period, so the
+        last attempt is made when it ends."""
+        cap = self.settings.dispatch_backoff_cap_s
+        wait = backoff(d.attempts - 1, self.settings.dispatch_backoff_base_s, cap)
         if result.retry_after_s is not None:
-            wait = max(wait, min(result.retry_after_s, self.settings.dispatch_backoff_cap_s))
+            wait = max(wait, min(result.retry_after_s, cap))
+        assert d.failing_since is not None
+        end = d.failing_since + timedelta(seconds=self.settings.dispatch_retry_for_s)
+        wait = max(0.0, min(wait, (end - now).total_seconds()))
         d.next_attempt_at = now + timedelta(seconds=wait)
         after_commit(s, task_for(d.priority, d.urgent), d.id, delay=wait)
 
@@ -288,6 +307,7 @@ class Outbox:
                 raise ReplayRefused(f"delivery {d.id} is {d.state}; only dead or rejected deliveries are replayed")
             now = self.pipeline.clock()
             d.state, d.attempts, d.next_attempt_at, d.updated_at = "pending", 0, now, now
+            d.failing_since = None  # a fresh retry period
             after_commit(s, task_for(d.priority, d.urgent), d.id)
             log.info("dispatch delivery replayed", extra={"delivery": d.delivery_id})
             return d
@@ -310,6 +330,64 @@ class Outbox:
         return [_row_json(d, case) for d, case in rows]
 
 
+# ---------------------------------------------------------------- alerting
+# While a target fails, operators hear of it: a structured warning per target at most once per
+# ``GATEWAY_DISPATCH_ALERT_INTERVAL_S`` in each process, and gauges on ``/metrics``
+# (``failing_targets``, read from the outbox so that every process's attempts count).
+
+_last_alert: dict[str, float] = {}  # target -> monotonic time of its last warning in this process
+ALERT_INTERVAL_S = 60.0
+
+
+def _alert(d: Delivery, now: datetime, error: str | None, interval: float = ALERT_INTERVAL_S) -> None:
+    last = _last_alert.get(d.target)
+    if last is not None and time.monotonic() - last < interval:
+        return
+    _last_alert[d.target] = time.monotonic()
+    assert d.failing_since is not None
+    log.warning(
+        "dispatch target failing",
+        extra={
+            "target": d.target,
+            "delivery": d.delivery_id,
+            "attempt": d.attempts,
+            "failing_s": round((now - d.failing_since).total_seconds(), 1),
+            "error": error,
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TargetHealth:
+    target: str
+    failing: bool
+    failures: int  # failed attempts of its longest-failing pending delivery
+    failing_s: float  # since that delivery's first failure
+    pending: int
+
+
+async def failing_targets(db: Database, targets: list[str], now: datetime) -> list[TargetHealth]:
+    """Each known target, and each target with pending deliveries: failing or not, for how long."""
+    async with db.session() as s:
+        rows = (
+            await s.execute(
+                select(
+                    Delivery.target,
+                    func.count(),
+                    func.max(Delivery.attempts).filter(Delivery.failing_since.is_not(None)),
+                    func.min(Delivery.failing_since),
+                )
+                .where(Delivery.state == "pending")
+                .group_by(Delivery.target)
+            )
+        ).all()
+    found = {t: TargetHealth(t, False, 0, 0.0, 0) for t in targets}
+    for target, pending, failures, since in rows:
+        failing_s = (now - since).total_seconds() if since is not None else 0.0
+        found[target] = TargetHealth(target, since is not None, int(failures or 0), failing_s, int(pending))
+    return sorted(found.values(), key=lambda h: h.target)
+
+
 def _row_json(d: Delivery, case: str) -> dict[str, Any]:
     return {
         "id": d.id,
@@ -323,6 +401,7 @@ def _row_json(d: Delivery, case: str) -> dict[str, Any]:
         "last_error": d.last_error,
         "next_attempt_at": d.next_attempt_at.isoformat(),
         "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
+        "failing_since": d.failing_since.isoformat() if d.failing_since else None,
     }
 
 

@@ -22,17 +22,18 @@ from gateway.core.units import TaskRunner
 from gateway.db import Database
 from gateway.http import channels as channel_routes
 from gateway.http import dispatch as dispatch_routes
-from gateway.http import media_gc, openapi, ops, rating, webform
+from gateway.http import media_gc, openapi, ops, rating, webform, windows
 from gateway.http import open311 as open311_routes
 from gateway.http import reports as api
 from gateway.http.bodies import body_caps
 from gateway.http.caller_errors import caller_errors
 from gateway.http.middlewares import json_errors, request_context
 from gateway.http.page_headers import page_headers
+from gateway.http.slow_clients import read_deadline
 from gateway.media import LocalMediaStore
 from gateway.metrics import Metrics
 from gateway.migrate import upgrade
-from gateway.runtime import Runtime, load_accounts, make_channels, make_classifier, on_serve, open_runtime
+from gateway.runtime import Runtime, keep_alive, load_accounts, make_channels, make_classifier, on_serve, open_runtime
 from gateway.settings import Settings
 from gateway.tasks import mentions
 
@@ -49,7 +50,8 @@ def create_app(
     migrate: bool | None = None,
 ) -> web.Application:
     multipart_cap = settings.max_photos * settings.max_photo_bytes + (1 << 20)
-    middlewares = [request_context, json_errors, caller_errors, body_caps, page_headers]  # see each module
+    # See each module; read_deadline (slow clients) watches the body reads of body_caps and the handlers.
+    middlewares = [request_context, json_errors, caller_errors, read_deadline, body_caps, page_headers]
     app = web.Application(middlewares=middlewares, client_max_size=multipart_cap)
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = Metrics()
@@ -60,6 +62,7 @@ def create_app(
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
     app.cleanup_ctx.append(_database(settings, settings.auto_migrate if migrate is None else migrate))
     app.cleanup_ctx.append(_redis(settings))
+    app.cleanup_ctx.append(windows.open_store)  # replay and flood keys, on that Redis when set
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(_pipeline(settings, classifier or make_classifier(settings), runner))
     app.cleanup_ctx.append(media_gc.periodic())  # orphaned media files removed (issue 13, item 4)
@@ -136,6 +139,10 @@ async def _background(app: web.Application, runtime: Runtime) -> AsyncIterator[N
     settings, pipeline, chosen, classifier = runtime.settings, runtime.pipeline, runtime.runner, runtime.classifier
     stop = asyncio.Event()
     await on_serve(runtime)  # start-up warnings; deliveries parked while dispatch was unset go now
+    # The lease and heartbeat: what a crash left resumes at once, not after GATEWAY_STUCK_AFTER_S.
+    alive = keep_alive(runtime, "serve")
+    await alive.start()
+    heart = asyncio.create_task(alive.run(stop), name="heartbeat")
     sweeper = asyncio.create_task(_sweep_forever(pipeline, settings.sweep_interval_s, stop), name="sweeper")
     poller = mentions.schedule(chosen, runtime.accounts, stop)  # Weibo @-mentions; None when off (the default)
     # Load (on first start: train) the model now, in a thread, so the first resident does not wait.
@@ -159,12 +166,13 @@ async def _background(app: web.Application, runtime: Runtime) -> AsyncIterator[N
     if poller is not None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(poller, timeout=settings.shutdown_timeout_s)
-    try:
-        await asyncio.wait_for(sweeper, timeout=settings.shutdown_timeout_s)
-    except TimeoutError:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+    for loop_task in (sweeper, heart):
+        try:
+            await asyncio.wait_for(loop_task, timeout=settings.shutdown_timeout_s)
+        except TimeoutError:
+            loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop_task
     await chosen.drain(settings.shutdown_timeout_s)
     if grid_warming is not None:  # a thread cannot be cancelled; let it finish rather than leave it pending
         with contextlib.suppress(Exception):

@@ -5,12 +5,14 @@ database cannot store (``gateway.db.UnstorableValue``), a ``BadPayload`` from a 
 or PostgreSQL's "data exception" class (SQLSTATE 22: value too long, invalid byte sequence, out of
 range), is the caller's value all the same: a 400 naming the problem, never a 500 (issue 13).
 Answers are JSON under ``/api/``, GeoReport errors under ``/open311/``, plain text elsewhere.
-One failure of ours is answered here too: intake saturated (``Overloaded``) or a database pool
-exhausted under load is a 503 with ``Retry-After``, not a 500 with a traceback or a hang.
+Failures of ours are answered here too, as a 503 with ``Retry-After`` rather than a 500 with a
+traceback or a hang: intake saturated (``Overloaded``), a database pool exhausted under load, and
+a full media disk (nothing is stored and nothing acknowledged; the client or provider sends it again).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 
@@ -48,10 +50,12 @@ async def caller_errors(request: web.Request, handler: Handler) -> web.StreamRes
         # error status) and clients to come back, instead of a hang until their time-out; nothing
         # was stored, so nothing was acknowledged.
         log.warning("request refused: busy", extra={"path": request.path})
-        headers = {"Retry-After": "5"}
-        if request.path.startswith("/api/"):
-            return web.json_response({"error": "busy, retry later"}, status=503, headers=headers)
-        return web.Response(status=503, text="busy, retry later", headers=headers)
+        return _busy(request, 5)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        log.error("request refused: no space left for media", extra={"path": request.path})
+        return _busy(request, 60)
     except DBAPIError as exc:
         state = _sqlstate(exc)
         if not state.startswith(_DATA_EXCEPTION):
@@ -59,6 +63,13 @@ async def caller_errors(request: web.Request, handler: Handler) -> web.StreamRes
         # Only the SQLSTATE is logged: the driver's message may quote the value (resident data).
         log.warning("request refused: the database cannot store a value", extra={"sqlstate": state})
         return _answer(request, f"a value cannot be stored (SQLSTATE {state}: too long or invalid)", {})
+
+
+def _busy(request: web.Request, retry_after_s: int) -> web.Response:
+    headers = {"Retry-After": str(retry_after_s)}
+    if request.path.startswith("/api/"):
+        return web.json_response({"error": "busy, retry later"}, status=503, headers=headers)
+    return web.Response(status=503, text="busy, retry later", headers=headers)
 
 
 def _answer(request: web.Request, message: str, fields: dict[str, str]) -> web.Response:

@@ -1,6 +1,6 @@
 """The generic channel endpoint: ``/channels/{channel}`` and ``/channels/{channel}/{account}``.
 
-verify → parse → intake (de-duplicate, store, commit) → ack. Nothing else happens inside the
+verify → parse → replay and flood checks → intake (de-duplicate, store, commit) → ack. Nothing else happens inside the
 provider's request: classification, media downloads and replies run as tasks. Caller problems
 are answered here (403 bad signature and nothing stored, 400 malformed, 413 too large); our own
 failures propagate as 5xx so the provider retries.
@@ -21,8 +21,11 @@ from channels.base import (
 )
 from channels.errors import BadPayload, ChannelError, InvalidSignature, PayloadTooLarge
 from gateway import keys
+from gateway.core import replies
 from gateway.http import edge
 from gateway.http.edge import status_of
+from gateway.http.floods import Flooded, check_senders
+from gateway.http.replays import check_replay
 from gateway.tasks.notify import record_delivery_report
 
 log = logging.getLogger(__name__)
@@ -63,8 +66,13 @@ async def channel_endpoint(request: web.Request) -> web.Response:
                 raise web.HTTPMethodNotAllowed("GET", ["POST"])
             return _to_web(channel.handshake(raw, acct))
         msgs = edge.parse(channel, raw, acct)
+        await check_replay(request, channel, raw, acct, msgs)  # a signed query reused with another body
     except CALLER_ERRORS as exc:
         raise _refused(exc, log_extra) from None
+    try:
+        await check_senders(request, msgs)
+    except Flooded:  # answered on the channel, nothing stored
+        return _to_web(channel.ack(raw, acct, msgs, Reply(text=replies.FLOODED)))
     result = await edge.intake(request, msgs)
     log.info(
         "channel request",

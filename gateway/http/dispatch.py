@@ -38,6 +38,7 @@ from gateway.db import Delivery, DispatchCallback, Report
 from gateway.dispatch.outbox import routing_for
 from gateway.dispatch.stats import GRID_LEVELS, compute_stats
 from gateway.http import edge
+from gateway.http.access import check_ops_access
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +276,7 @@ def _signers(table: Any, headers: Mapping[str, str], body: bytes, window_s: int)
 
 
 async def stats(request: web.Request) -> web.Response:
+    check_ops_access(request)  # closed by default in production
     level = request.query.get("grid_level", "街道")  # 市 区 街道 社区 网格: the level of `by_grid`
     if level not in GRID_LEVELS:
         raise _error(web.HTTPBadRequest, f"grid_level must be one of {' '.join(GRID_LEVELS)}")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.core.replies import FLOODED
+
 CASE = "ZW20261130000001"
 AT = "2026-11-30T09:15:30+00:00"
 
@@ -26,18 +28,23 @@ NEW_REPORT_FORM = {
 }
 
 
+# ``t`` of the reporter's signed link in ``status_url`` (gateway/http/reports.py, report_token).
+REPORTER_T = "3f1c9a0e5b7d24681a2b3c4d5e6f7a8b"
+
+
 def report_created(public_url: str) -> dict[str, Any]:
     return {
         "case_number": CASE,
         "status": "received",
-        "status_url": f"{public_url.rstrip('/')}/api/v1/reports/{CASE}",
+        "status_url": f"{public_url.rstrip('/')}/api/v1/reports/{CASE}?t={REPORTER_T}",
         "message": f"您的诉求已受理，案件编号 {CASE}。可凭编号查询处理进度。",
         "duplicate": False,
     }
 
 
 def report(public_url: str) -> dict[str, Any]:
-    """A report as the public sees it: no sender, the phone masked, the notes that are public."""
+    """A report as the public sees it: no sender, the phone masked, the notes that are public, the
+    location coarse (3 decimals; the address is the grid's district, street and community)."""
     return {
         "case_number": CASE,
         "channel": "web",
@@ -45,7 +52,7 @@ def report(public_url: str) -> dict[str, Any]:
         "title": "路灯不亮",
         "text": NEW_REPORT["text"],
         "contact_phone": "138****5678",
-        "location": {"lat": 22.65, "lng": 114.02, "address": "龙华区民治街道", "source": "gps"},
+        "location": {"lat": 22.651, "lng": 114.024, "address": "龙华区民治街道", "source": "gps"},
         "grid": {
             "code": "440309005",
             "name": "民治街道",
@@ -99,6 +106,9 @@ def invalid(fields: dict[str, str]) -> dict[str, Any]:
 
 INVALID_REPORT = invalid({"text": "required", "location.lat": "must be between -90 and 90"})
 NOT_FOUND = {"error": f"no report {CASE}"}
+INVALID_LINK = {"error": "invalid link"}
+FLOODED_POSTS = {"error": FLOODED, "retry_after": 42}
+OPS_CLOSED = "metrics are not public: use GATEWAY_METRICS_TOKEN or ask from localhost"
 TOO_LARGE = {"error": "body larger than 65536 bytes"}
 
 CALLBACK = {"id": "cb-0001", "case_number": CASE, "status": "resolved", "note": "已更换灯泡"}
@@ -220,3 +230,4 @@ def discovery(public_url: str) -> dict[str, Any]:
 GEOREPORT_ERRORS = [{"code": 400, "description": "service_code: required"}]
 GEOREPORT_FORBIDDEN = [{"code": 403, "description": "Invalid api_key received -- can't proceed with create_request."}]
 GEOREPORT_NOT_FOUND = [{"code": 404, "description": f"service_request_id {CASE} not found"}]
+GEOREPORT_FLOODED = [{"code": 429, "description": FLOODED}]

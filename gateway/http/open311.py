@@ -30,9 +30,12 @@ from channels.base import Account
 from channels.errors import BadPayload, InvalidSignature, PayloadTooLarge
 from gateway import keys
 from gateway.core.casenumber import is_case_number
+from gateway.core.replies import FLOODED
+from gateway.core.schema import coarse, public_address
 from gateway.db import Report
 from gateway.http import edge
 from gateway.http.channels import ACCOUNTS
+from gateway.http.floods import Flooded, check_address
 from nlp.pii import mask_pii
 from nlp.taxonomy import load_taxonomy
 
@@ -108,6 +111,12 @@ async def create_request(request: web.Request) -> web.Response:
     channel = request.app[keys.CHANNELS]["open311"]
     acct = request.app[ACCOUNTS][("open311", "default")]
     acct = Account(acct.name, {**acct.settings, "services": _service_names(request)}, acct.secret_fields)
+    try:
+        await check_address(request)
+    except Flooded as exc:
+        resp = _error(fmt, 429, FLOODED)
+        resp.headers["Retry-After"] = str(exc.retry_after)
+        return resp
     try:
         raw = await edge.raw_request(request, channel.max_body_bytes, form={})
         channel.verify(raw, acct)
@@ -199,6 +208,9 @@ def _requests_response(request: web.Request, fmt: str, reports: Sequence[Report]
         service = services.get(report.category_code or "") or services.get(hint or "")
         item = open311.request_json(report, service, hint, public, extensions=extensions)
         item["description"] = mask_pii(item["description"] or "")  # a public list: no phone numbers
+        # and no exact position (the resident's own, when WeChat's LOCATION report located it)
+        item["lat"], item["long"] = coarse(report.location_lat), coarse(report.location_lng)
+        item["address"] = public_address(report)
         body.append(item)
     return _respond(fmt, body, "service_requests", "request")
 

@@ -38,6 +38,7 @@ from gateway.dispatch.stats import GRID_LEVELS
 from gateway.http import examples as ex
 from gateway.http.dispatch import Callback, CallbackConflict, CallbackResult, Stats
 from gateway.http.edge import MAX_IDEMPOTENCY_KEY
+from gateway.http.floods import TooManyPosts
 from gateway.http.ops import Health, Readiness
 from gateway.http.rating import RatingForm
 from gateway.http.reports import ApiError, ReportCreated
@@ -116,6 +117,11 @@ _IDEMPOTENCY = _header(
     {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
 )
 _CASE = _path("case", "the case number", example=ex.CASE)
+_RETRY_AFTER = {"Retry-After": {"description": "seconds until the window ends", "schema": {"type": "integer"}}}
+_FLOODED = "too many posts from this address (GATEWAY_FLOOD_IP_LIMIT per GATEWAY_FLOOD_WINDOW_S)"
+# /metrics and /api/v1/stats: open (GATEWAY_METRICS_PUBLIC, or development), else loopback or the token.
+_OPS_SECURITY: list[Json] = [{}, {"metricsToken": []}]
+_OPS_CLOSED = "closed (GATEWAY_METRICS_PUBLIC): a local client or GATEWAY_METRICS_TOKEN only"
 
 
 # ---------------------------------------------------------------------------- the document
@@ -144,7 +150,12 @@ def openapi_document(public_url: str, chans: Mapping[str, BaseChannel]) -> Json:
         "components": {
             "schemas": c.schemas,
             "securitySchemes": {
-                "adminKey": {"type": "http", "scheme": "bearer", "description": "an API key (`gateway apikey add`)"}
+                "adminKey": {"type": "http", "scheme": "bearer", "description": "an API key (`gateway apikey add`)"},
+                "metricsToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "GATEWAY_METRICS_TOKEN: /metrics and /api/v1/stats when they are not public",
+                },
             },
         },
     }
@@ -199,6 +210,7 @@ def _report_paths(c: _Components, public_url: str, chans: Mapping[str, BaseChann
                     "400": _answer("invalid fields, each named", _json(error, ex.INVALID_REPORT)),
                     "413": _answer("body too large", _json(error, ex.TOO_LARGE)),
                     "415": _answer("neither JSON nor a form", _json(error, {"error": "use application/json"})),
+                    "429": _answer(_FLOODED, _json(c.ref(TooManyPosts), ex.FLOODED_POSTS), headers=_RETRY_AFTER),
                 },
                 params=[
                     _IDEMPOTENCY,
@@ -214,13 +226,21 @@ def _report_paths(c: _Components, public_url: str, chans: Mapping[str, BaseChann
         },
         "/api/v1/reports/{case}": {
             "get": _op(
-                "A report by case number (sender hidden, personal data masked)",
+                "A report by case number (sender hidden, personal data masked, location coarse)",
                 "reports",
                 {
-                    "200": _answer("the report", _json(c.ref(ReportOut), ex.report(public_url))),
+                    "200": _answer(
+                        "the report; with the reporter's token, the reporter's own view (their text, phone and"
+                        " exact location; `Cache-Control: private, no-store`)",
+                        _json(c.ref(ReportOut), ex.report(public_url)),
+                    ),
+                    "403": _answer("a wrong token", _json(error, ex.INVALID_LINK)),
                     "404": _answer("no such report", _json(error, ex.NOT_FOUND)),
                 },
-                params=[_CASE],
+                params=[
+                    _CASE,
+                    _query("t", "the reporter's token from `status_url` (the signed link): the reporter's own view"),
+                ],
             )
         },
         "/media/{sha256}": {
@@ -251,6 +271,7 @@ def _form_paths(c: _Components, chans: Mapping[str, BaseChannel]) -> Json:
                     "303": _answer("to the status page", headers={"Location": {"schema": _TEXT}}),
                     "400": _html("the form again, with Chinese errors beside the fields"),
                     "413": _answer("body too large"),
+                    "429": _answer(_FLOODED + ": the form again, saying so", _text("text/html"), headers=_RETRY_AFTER),
                 },
                 requestBody=_body({media: {"schema": form, "example": ex.NEW_REPORT_FORM} for media in _FORMS}),
             ),
@@ -307,8 +328,12 @@ def _geo_errors(c: _Components, *statuses: int) -> Json:
         403: ("bad api_key", ex.GEOREPORT_FORBIDDEN),
         404: ("not found", ex.GEOREPORT_NOT_FOUND),
         413: ("body too large", [{"code": 413, "description": "request body larger than 65536 bytes"}]),
+        429: (_FLOODED, ex.GEOREPORT_FLOODED),
     }
-    return {str(s): _answer(texts[s][0], _geo(c, None, texts[s][1], "errors", "error")) for s in statuses}
+    more = {429: {"headers": _RETRY_AFTER}}
+    return {
+        str(s): _answer(texts[s][0], _geo(c, None, texts[s][1], "errors", "error"), **more.get(s, {})) for s in statuses
+    }
 
 
 def _open311_paths(c: _Components, public_url: str, chans: Mapping[str, BaseChannel]) -> Json:
@@ -372,7 +397,7 @@ def _open311_paths(c: _Components, public_url: str, chans: Mapping[str, BaseChan
                 {
                     "201": _answer("created", created),
                     "200": _answer("a retry with the same Idempotency-Key: the first request", created),
-                    **_geo_errors(c, 400, 403, 413),
+                    **_geo_errors(c, 400, 403, 413, 429),
                 },
                 params=[fmt, _IDEMPOTENCY],
                 requestBody=_body(
@@ -416,9 +441,16 @@ def _channel_paths(chans: Mapping[str, BaseChannel]) -> Json:
     channel = _path("channel", "a channel served here", {"enum": sorted(generic)})
     account = _path("account", "a configured account of the channel (`default` is the one without a name)")
     acks = {
-        "200": _answer("the provider's acknowledgement (TwiML, XML, JSON or `success`)", _text("text/plain")),
+        "200": _answer(
+            "the provider's acknowledgement (TwiML, XML, JSON or `success`); a sender over"
+            " GATEWAY_FLOOD_SENDER_LIMIT is answered on the channel to try later, and nothing is stored",
+            _text("text/plain"),
+        ),
         "400": _answer("malformed payload", _text("text/plain")),
-        "403": _answer("bad signature: nothing is stored", _text("text/plain")),
+        "403": _answer(
+            "bad signature, or a signed query replayed with another body (WeChat plain mode, Weibo): nothing is stored",
+            _text("text/plain"),
+        ),
         "404": _answer("unknown channel or account", _text("text/plain")),
         "413": _answer("body too large", _text("text/plain")),
     }
@@ -508,8 +540,10 @@ def _dispatch_paths(c: _Components) -> Json:
                 {
                     "200": _answer("figures", _json(c.ref(Stats), ex.STATS)),
                     "400": _answer("unknown grid_level", _json(error, {"error": "grid_level must be one of 市 区"})),
+                    "403": _answer(_OPS_CLOSED, _json(error, {"error": "Forbidden", "detail": ex.OPS_CLOSED})),
                 },
                 params=[_query("grid_level", "the level of `by_grid` (default 街道)", {"enum": list(GRID_LEVELS)})],
+                security=_OPS_SECURITY,
             )
         },
     }
@@ -565,9 +599,13 @@ def _ops_paths(c: _Components) -> Json:
         },
         "/metrics": {
             "get": _op(
-                "Prometheus metrics (reports, outbox, notifications, media)",
+                "Prometheus metrics (reports, outbox, notifications, media, failing dispatch targets)",
                 "operations",
-                {"200": _answer("text exposition format", _text("text/plain"))},
+                {
+                    "200": _answer("text exposition format", _text("text/plain")),
+                    "403": _answer(_OPS_CLOSED, _text("text/plain", ex.OPS_CLOSED)),
+                },
+                security=_OPS_SECURITY,
             )
         },
         "/api/schema/report.json": {

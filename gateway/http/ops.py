@@ -16,6 +16,8 @@ from sqlalchemy import func, select, text
 from gateway import keys
 from gateway.core.schema import json_schemas
 from gateway.db import Database, Delivery, Media, Notification, Report, utcnow
+from gateway.dispatch.outbox import failing_targets, routing_for
+from gateway.http.access import check_ops_access
 from gateway.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    check_ops_access(request)
     m = request.app[keys.METRICS]
     async with request.app[keys.DB].session() as s:
         rows = (
@@ -66,6 +69,7 @@ async def metrics(request: web.Request) -> web.Response:
     for channel, status, count in rows:
         m.reports_by_status.labels(channel=channel, status=status).set(count)
     await _background_work(request.app[keys.DB], m)
+    await _dispatch_targets(request.app, m)
     body = generate_latest(m.registry)
     resp = web.Response(body=body)
     resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
@@ -96,6 +100,17 @@ async def _background_work(db: Database, m: Metrics) -> None:
             gauge.labels(state=state).set(n)
     m.outbox_pending_attempts.set(int(attempts or 0))
     m.outbox_oldest_pending.set((utcnow() - oldest).total_seconds() if oldest else 0)
+
+
+async def _dispatch_targets(app: web.Application, m: Metrics) -> None:
+    """Whether each dispatch target is failing, with how many attempts and for how long."""
+    targets = list(routing_for(app[keys.SETTINGS]).targets)
+    for gauge in (m.target_failing, m.target_failures, m.target_failing_seconds):
+        gauge.clear()
+    for h in await failing_targets(app[keys.DB], targets, utcnow()):
+        m.target_failing.labels(target=h.target).set(1 if h.failing else 0)
+        m.target_failures.labels(target=h.target).set(h.failures)
+        m.target_failing_seconds.labels(target=h.target).set(h.failing_s)
 
 
 async def report_schema(request: web.Request) -> web.Response:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import hashlib
+import hmac
 import json
 import logging
 from typing import Any
@@ -21,8 +23,10 @@ from gateway.core.schema import report_json
 from gateway.db import Report
 from gateway.http import edge
 from gateway.http.channels import ACCOUNTS
-from gateway.media import sniff_image_type
+from gateway.http.floods import Flooded, check_address, too_many
+from gateway.media import sniff_image_type, strip_metadata
 from gateway.models import InboundMessage, MediaRef, MessageKind
+from gateway.settings import Settings, signing_key
 
 log = logging.getLogger(__name__)
 # The photos of the post being read: sha256 -> (bytes, type), stored once the report is valid.
@@ -43,7 +47,10 @@ class ReportCreated(BaseModel):
 
     case_number: str
     status: str | None = Field(description="the report's status when answered (usually `received`)")
-    status_url: str = Field(description="the report in this API (also the Location header)")
+    status_url: str = Field(
+        description="the reporter's signed link to the report in this API (`?t=`: shown in full, exact location"
+        " included); the Location header is its public view"
+    )
     message: str | None = Field(description="what to tell the resident (Chinese)")
     duplicate: bool = Field(description="true: a retry; this is the first post's report")
 
@@ -143,6 +150,7 @@ async def _read_multipart(request: web.Request, fields: dict[str, str]) -> tuple
             if kind is None:
                 errors["photos"] = "only JPEG, PNG, GIF or WebP images"
                 continue
+            data = await asyncio.to_thread(strip_metadata, data)  # no GPS position or device stored or served
             digest = hashlib.sha256(data).hexdigest()
             pending[digest] = (data, kind)
             photos.append(MediaRef(kind=MessageKind.IMAGE, sha256=digest, size=len(data), content_type=kind))
@@ -175,14 +183,31 @@ def status_url(request: web.Request, case: str) -> str:
     return f"{request.app[keys.SETTINGS].public_url.rstrip('/')}/api/v1/reports/{case}"
 
 
+def report_token(settings: Settings, case: str, sender: str) -> str:
+    """Bound to the case and to who reported it: the link that shows the reporter their own report
+    in full (exact location, their text and phone unmasked)."""
+    message = f"{case}\n{sender}".encode("utf-8", "surrogatepass")
+    return hmac.new(signing_key(settings, "report-link"), message, hashlib.sha256).hexdigest()[:32]
+
+
+def owner_url(request: web.Request, case: str, sender: str) -> str:
+    return f"{status_url(request, case)}?t={report_token(request.app[keys.SETTINGS], case, sender)}"
+
+
 async def create_report(request: web.Request) -> web.Response:
+    try:
+        await check_address(request)
+    except Flooded as exc:
+        return too_many(exc)
     msg = await read_report_post(request)
     result: IntakeResult = await edge.intake(request, [msg], idempotency_key=request.headers.get("Idempotency-Key"))
     assert result.case_number is not None
     body = ReportCreated(
         case_number=result.case_number,
         status=result.status,
-        status_url=status_url(request, result.case_number),
+        # The reporter's signed link. A retry (same Idempotency-Key, which only the first client
+        # knows) gets the first report's link: its sender may differ (a one-off id per post).
+        status_url=owner_url(request, result.case_number, await _reporter(request, result, msg)),
         message=result.reply,
         duplicate=result.duplicate,
     )
@@ -192,6 +217,14 @@ async def create_report(request: web.Request) -> web.Response:
         headers={"Location": status_url(request, result.case_number)},
         dumps=_dumps,
     )
+
+
+async def _reporter(request: web.Request, result: IntakeResult, msg: InboundMessage) -> str:
+    if not result.duplicate:
+        return msg.sender
+    async with request.app[keys.DB].session() as s:
+        sender = await s.scalar(select(Report.sender).where(Report.case_number == result.case_number))
+    return sender or msg.sender
 
 
 async def load_report(request: web.Request, case: str) -> Report | None:
@@ -210,8 +243,15 @@ async def get_report(request: web.Request) -> web.Response:
     report = await load_report(request, case)
     if report is None:
         raise web.HTTPNotFound(text=json.dumps({"error": f"no report {case}"}), content_type="application/json")
-    public = request.app[keys.SETTINGS].public_url
-    return web.json_response(report_json(report, public_url=public, private=False), dumps=_dumps)
+    settings = request.app[keys.SETTINGS]
+    token = request.query.get("t")
+    owner = False
+    if token is not None:  # the reporter's signed link; a wrong one is refused, not shown the public view
+        owner = hmac.compare_digest(token.encode(), report_token(settings, case, report.sender).encode())
+        if not owner:
+            raise web.HTTPForbidden(text=json.dumps({"error": "invalid link"}), content_type="application/json")
+    body = report_json(report, public_url=settings.public_url, private=False, owner=owner)
+    return web.json_response(body, dumps=_dumps, headers={"Cache-Control": "private, no-store"} if owner else None)
 
 
 def _dumps(obj: Any) -> str:

@@ -18,6 +18,7 @@ from gateway.core.conversation import ACTION_STEPS
 from gateway.core.schema import report_json
 from gateway.dispatch.ratings import rating_url
 from gateway.http import edge
+from gateway.http.floods import Flooded, check_address
 from gateway.http.reports import load_report, read_report_post
 
 # The resident's wording for each status lives in gateway/core/replies.py (RESIDENT_STATUS).
@@ -107,6 +108,13 @@ async def form(request: web.Request) -> web.Response:
 
 
 async def submit(request: web.Request) -> web.Response:
+    try:
+        await check_address(request)
+    except Flooded as exc:
+        ctx = _form_context(request, {"body": replies.FLOODED})
+        resp = aiohttp_jinja2.render_template("report_form.html", request, ctx, status=429)
+        resp.headers["Retry-After"] = str(exc.retry_after)
+        return resp
     typed: dict[str, str] = {}
     try:
         msg = await read_report_post(request, typed)
@@ -145,13 +153,13 @@ async def status_page(request: web.Request) -> web.Response:
     report = await load_report(request, request.match_info["case"])
     if report is None:
         raise web.HTTPNotFound(text="没有找到该案件编号。")
-    data = report_json(report, private=False)
     label, sentence = replies.resident_status(report.status, report.duplicate_of)
     rated = any(h.action == "rated" for h in report.history)
-    # The rating link is for the resident who reported (their browser's cookie), not for any
-    # visitor of the status page; residents on chat channels rate by replying with a digit.
+    # The rating link and the exact location are for the resident who reported (their browser's
+    # cookie), not for any visitor of the status page; residents on chat channels rate by replying.
     client = request.cookies.get(CLIENT_COOKIE)
     own = bool(client) and report.channel == "web" and report.sender == f"web:{client}"
+    data = report_json(report, private=False, owner=own)
     ctx = {
         "report": data,
         "created": request.query.get("new") == "1",

@@ -11,9 +11,10 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from channels.errors import ChannelMisconfigured, SendRejected, SendRetryable
+from gateway.core.leases import boot_id, held
 from gateway.db import Contact, Notification
 from gateway.models import DeliveryReport, OutboundMessage
 from gateway.tasks.runners import Retry, TaskContext
@@ -38,11 +39,24 @@ async def notify(ctx: TaskContext, notification_id: int) -> None:
         n = await s.get(Notification, notification_id, with_for_update=True)
         if n is None or n.state != "pending":
             return  # already handled: the task is idempotent
+        if await held(s, n.claimed_by):
+            return  # another copy is sending it now (gateway/core/leases.py)
         if await is_opted_out(s, n.channel, n.recipient):
             n.state, n.error = "skipped", "recipient opted out"
             return
         n.attempts += 1
+        n.claimed_by = boot_id()
         msg = OutboundMessage(channel=n.channel, recipient=n.recipient, text=n.text, account=n.account)
+    try:
+        await _send(ctx, pipeline, notification_id, msg, n.attempts)  # ``_record`` releases the claim
+    except Exception:
+        await _release(pipeline, notification_id)
+        raise
+
+
+async def _send(
+    ctx: TaskContext, pipeline: Pipeline, notification_id: int, msg: OutboundMessage, attempts: int
+) -> None:
     channel = ctx.services["channels"].get(msg.channel)
     acct = ctx.services["accounts"].get((msg.channel, msg.account or "default"))
     try:
@@ -50,7 +64,7 @@ async def notify(ctx: TaskContext, notification_id: int) -> None:
             raise ChannelMisconfigured(f"no channel account {msg.channel}/{msg.account or 'default'}")
         result = await asyncio.to_thread(channel.send, msg, acct)
     except SendRetryable as exc:
-        give_up = n.attempts >= MAX_SEND_ATTEMPTS
+        give_up = attempts >= MAX_SEND_ATTEMPTS
         await _record(pipeline, notification_id, "failed" if give_up else "pending", error=str(exc))
         if not give_up:
             raise Retry(str(exc)) from exc
@@ -71,8 +85,18 @@ async def _record(
             return
         n.state = state
         n.error = error
+        n.claimed_by = None
         if external_id:
             n.external_id = external_id
+
+
+async def _release(pipeline: Pipeline, notification_id: int) -> None:
+    async with pipeline.unit() as s:
+        await s.execute(
+            update(Notification)
+            .where(Notification.id == notification_id, Notification.claimed_by == boot_id())
+            .values(claimed_by=None)
+        )
 
 
 # A late report never moves a notification back (Twilio may post "sent" after "delivered").

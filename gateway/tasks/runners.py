@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from celery import Celery
+from redis import Redis
 
 if TYPE_CHECKING:
     from aiohttp import ClientSession
@@ -180,7 +181,11 @@ def celery_app(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         task_serializer="json",
         accept_content=["json"],
-        broker_transport_options={"visibility_timeout": 3600},
+        # A task not acked by then is delivered again. Longer than every countdown we send (backoff
+        # cap 600 s, a draft's window), so a held delayed task is not duplicated; a killed worker's
+        # work does not wait for it: its lease is reaped and the work re-enqueued in seconds
+        # (gateway/core/leases.py).
+        broker_transport_options={"visibility_timeout": settings.task_visibility_timeout_s},
         task_routes={f"gateway.{name}": {"queue": queue} for name, queue in QUEUES.items()},
     )
     return app
@@ -191,6 +196,17 @@ class CeleryRunner:
 
     def __init__(self, celery_app: Any) -> None:
         self.celery = celery_app
+        self._redis: Redis | None = None
+
+    async def epoch(self) -> str | None:
+        """The broker's identity (Redis ``run_id``): a new one means it restarted, and what was
+        queued may be gone."""
+        return await asyncio.to_thread(self._run_id)
+
+    def _run_id(self) -> str | None:
+        if self._redis is None:
+            self._redis = Redis.from_url(self.celery.conf.broker_url, socket_timeout=2, socket_connect_timeout=2)
+        return str(self._redis.info("server").get("run_id") or "") or None
 
     async def enqueue(self, name: str, *args: Any, delay: float = 0) -> None:
         if name not in TASKS:

@@ -20,7 +20,7 @@ from twilio.request_validator import RequestValidator
 from channels.base import Account, RawRequest
 from channels.errors import InvalidSignature, SendRejected, SendRetryable
 from channels.sms import SmsChannel, e164, keyword_event
-from channels.sms_providers import decode_possible_base64, form_params
+from channels.sms_providers import decode_possible_base64, form_params, twilio_media_allowed
 from gateway import keys
 from gateway.core import replies
 from gateway.core.classify import PlaceholderClassifier
@@ -55,6 +55,7 @@ def twilio_settings(fake: FakeTwilioApi, **more: Any) -> dict[str, Any]:
         "auth_token": AUTH_TOKEN,
         "from_": "+8610690000000",
         "api_base": fake.base,  # type: ignore[attr-defined]
+        "media_hosts": "localhost",  # the fake's media host
         **more,
     }
 
@@ -344,6 +345,25 @@ async def test_fetch_media_sends_credentials_to_twilio_only(fake: FakeTwilioApi,
         await asyncio.to_thread(SmsChannel().fetch_media, ref, wrong)
     with pytest.raises(SendRejected):
         await asyncio.to_thread(SmsChannel().fetch_media, replace(ref, provider_id="cat.jpg"), account(fake))
+
+
+async def test_fetch_media_checks_every_redirect_against_the_allow_list(fake: FakeTwilioApi) -> None:
+    url = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/MM1/Media/ME01"
+    ref = MediaRef(kind=MessageKind.IMAGE, provider_id=url)
+    fake.redirect_host = "169.254.169.254"  # the API answers with a redirect to an internal address
+    with pytest.raises(SendRejected, match="host not allowed"):
+        await asyncio.to_thread(SmsChannel().fetch_media, ref, account(fake))
+    assert fake.cdn_auth == []  # refused before it was requested
+    fake.redirect_host = "localhost"
+    with pytest.raises(SendRejected, match="host not allowed"):  # no extra hosts: only Twilio's own
+        await asyncio.to_thread(SmsChannel().fetch_media, ref, account(fake, media_hosts=""))
+    assert fake.cdn_auth == []
+    direct = replace(ref, provider_id="https://10.0.0.7/x.jpg")  # a MediaUrl off Twilio's hosts
+    with pytest.raises(SendRejected, match="host not allowed"):
+        await asyncio.to_thread(SmsChannel().fetch_media, direct, account(fake))
+    assert twilio_media_allowed("https://mms.twiliocdn.com/a", account(fake))
+    assert not twilio_media_allowed("http://api.twilio.com/a", account(fake))  # https only
+    assert not twilio_media_allowed("https://twilio.com.evil.example/a", account(fake))
 
 
 # --------------------------------------------------------------------------- helpers

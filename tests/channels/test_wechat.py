@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -91,12 +92,19 @@ async def wx(make_wx: Callable[..., Any]) -> Any:
 # --------------------------------------------------------------------------- signing (WeChat's side)
 
 
-def signed(token: str = TOKEN, ts: int = NOW, nonce: str = "1234567", bad: bool = False) -> Callable[..., Prepared]:
+_NONCES = itertools.count(1234567)
+
+
+def signed(token: str = TOKEN, ts: int = NOW, nonce: str | None = None, bad: bool = False) -> Callable[..., Prepared]:
+    """Signs like WeChat: a fresh nonce for each request prepared (WeChat's retries repeat the
+    prepared query; a signed query reused with another body is a replay, gateway/http/replays.py)."""
+
     def prep(p: Prepared) -> Prepared:
-        sig = signature(token, str(ts), nonce)
+        once = nonce or str(next(_NONCES))
+        sig = signature(token, str(ts), once)
         if bad:
             sig = sig[:-1] + ("0" if sig[-1] != "0" else "1")
-        query = {**p.query, "signature": sig, "timestamp": str(ts), "nonce": nonce, "openid": OPENID}
+        query = {**p.query, "signature": sig, "timestamp": str(ts), "nonce": once, "openid": OPENID}
         return replace(p, query=query)
 
     return prep
@@ -490,6 +498,40 @@ async def test_photo_text_location_retried_make_one_report_then_submit_closes_it
     assert done == replies.SUBMITTED.format(case=report.case_number)
     report = await one(wx, Report)
     assert report.session_open is False and report.status == "needs_review"  # classified (placeholder)
+
+
+async def test_a_signed_query_replayed_with_another_body_is_refused(wx: Any) -> None:
+    """Plain mode signs timestamp and nonce only: a captured query with a forged body is a 403
+    and stores nothing, while WeChat's own retry (same query, same MsgId) gets the first case."""
+    fixtures = Path(__file__).parent.parent / "fixtures/wechat"
+    body = (fixtures / "text.xml").read_bytes()
+    captured = signed()(Prepared(PATH, body, {}, {})).query
+    first = await wx.post(PATH, data=body, params=captured)
+    assert first.status == 200
+    case = (await one(wx, Report)).case_number
+    forged = body.replace(b"<MsgId>", b"<MsgId>9").replace("路灯坏了".encode(), "伪造的内容".encode())
+    assert forged != body
+    replayed = await wx.post(PATH, data=forged, params=captured)
+    assert replayed.status == 403
+    assert len(await all_rows(wx, Message)) == 1 and "伪造" not in (await one(wx, Report)).text
+    retry = await wx.post(PATH, data=body, params=captured)  # WeChat's retry after 5 s without an answer
+    assert retry.status == 200 and case in xml_fields((await retry.text()).encode())["Content"]
+    fresh = signed()(Prepared(PATH, forged, {}, {})).query  # the same body under its own signature passes
+    assert (await wx.post(PATH, data=forged, params=fresh)).status == 200
+    assert len(await all_rows(wx, Message)) == 2
+
+
+async def test_a_flooding_sender_is_answered_on_the_channel_and_nothing_is_stored(make_wx: Callable[..., Any]) -> None:
+    client = await make_wx(flood_sender_limit=3)
+    body = (Path(__file__).parent.parent / "fixtures/wechat" / "text.xml").read_bytes()
+    texts = []
+    for i in range(5):
+        msg = body.replace(b"<MsgId>", f"<MsgId>{i}".encode())
+        resp = await client.post(PATH, data=msg, params=signed()(Prepared(PATH, msg, {}, {})).query)
+        assert resp.status == 200
+        texts.append(xml_fields((await resp.text()).encode())["Content"])
+    assert texts[3:] == [replies.FLOODED] * 2 and replies.FLOODED not in texts[:3]
+    assert len(await all_rows(client, Message)) == 3
 
 
 async def test_contacts_and_stitching_on_both_databases(make_wx: Callable[..., Any], db_url: str) -> None:

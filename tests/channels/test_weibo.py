@@ -4,6 +4,7 @@ secret, timestamp and nonce), with a real local fake of the reply and media APIs
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import replace
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from channels.base import Account
 from channels.errors import ChannelMisconfigured, SendRejected, SendRetryable
 from channels.weibo import WeiboChannel, message_id, signature
+from channels.weibo_mentions import weibo_media_allowed
 from gateway import keys
 from gateway.core import replies
 from gateway.core.classify import PlaceholderClassifier
@@ -73,12 +75,19 @@ async def weibo(make_weibo: Callable[..., Any]) -> Any:
     return await make_weibo()
 
 
-def signed(secret: str = SECRET, ts: str = "1764206130", nonce: str = "83920417", bad: bool = False):
+_NONCES = itertools.count(83920417)
+
+
+def signed(secret: str = SECRET, ts: str = "1764206130", nonce: str | None = None, bad: bool = False):
+    """Signs like Weibo: a fresh nonce for each push (a signed query reused with another body is
+    refused as a replay, gateway/http/replays.py)."""
+
     def prep(p: Prepared) -> Prepared:
-        sig = signature(secret, ts, nonce)
+        once = nonce or str(next(_NONCES))
+        sig = signature(secret, ts, once)
         if bad:
             sig = sig[:-1] + ("0" if sig[-1] != "0" else "1")
-        return replace(p, query={**p.query, "signature": sig, "timestamp": ts, "nonce": nonce})
+        return replace(p, query={**p.query, "signature": sig, "timestamp": ts, "nonce": once})
 
     return prep
 
@@ -210,6 +219,21 @@ async def test_follow_is_welcomed_and_text_photo_location_make_one_report(weibo:
     assert len(await rows(weibo, Media)) == 1 and report.session_open
 
 
+async def test_a_signed_query_replayed_with_another_body_is_refused(weibo: Any) -> None:
+    """Weibo signs the query, not the JSON body: a captured query with a forged body is a 403 and
+    stores nothing; the same push again (Weibo's retry) is answered as a duplicate."""
+    body = fx("text.json")
+    first = await push(weibo, body, nonce="5550001")
+    assert first.status == 200
+    forged = body.replace("垃圾桶满了".encode(), "伪造的内容".encode())
+    assert (await push(weibo, forged, nonce="5550001")).status == 403
+    assert len(await rows(weibo, Message)) == 1
+    retry = await push(weibo, body, nonce="5550001")
+    assert retry.status == 200 and len(await rows(weibo, Message)) == 1
+    assert (await push(weibo, forged, nonce="5550002")).status == 200  # its own signature: accepted
+    assert len(await rows(weibo, Message)) == 2
+
+
 def test_message_id_is_stable_and_content_sensitive() -> None:
     data = json.loads(fx("text.json"))
     assert message_id(data) == message_id(dict(data))
@@ -266,6 +290,21 @@ async def test_fetch_media(fake: FakeWeiboApi) -> None:
     for bad in ("900009999", "../etc"):
         with pytest.raises(SendRejected):
             await asyncio.to_thread(WeiboChannel().fetch_media, replace(ref, provider_id=bad), account(fake))
+
+
+async def test_fetch_media_checks_every_redirect_against_the_allow_list(fake: FakeWeiboApi) -> None:
+    ref = MediaRef(kind=MessageKind.IMAGE, provider_id="900000102")
+    fake.msget_redirect = "http://169.254.169.254/latest/meta-data/"  # the configured URL is fine, the hop is not
+    with pytest.raises(SendRejected, match="host not allowed"):
+        await asyncio.to_thread(WeiboChannel().fetch_media, ref, account(fake))
+    base = fake.base  # type: ignore[attr-defined]
+    fake.msget_redirect = base.removesuffix("2/") + "large/p1.jpg"  # the same origin (a proxy, the fake) is allowed
+    fake.pictures["p1.jpg"] = (JPEG, "image/jpeg")
+    assert await asyncio.to_thread(WeiboChannel().fetch_media, ref, account(fake)) == (JPEG, "image/jpeg")
+    acct = account(fake)
+    assert weibo_media_allowed("https://wx1.sinaimg.cn/large/a.jpg", acct)
+    assert not weibo_media_allowed("http://wx1.sinaimg.cn/large/a.jpg", acct)  # https only off the API's origin
+    assert not weibo_media_allowed("https://sinaimg.cn.evil.example/a.jpg", acct)
 
 
 async def test_status_news_reaches_the_fan_through_the_reply_api(weibo: Any, runner: Any, fake: FakeWeiboApi) -> None:

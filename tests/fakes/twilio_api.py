@@ -27,6 +27,7 @@ class FakeTwilioApi:
     sent: list[dict[str, str]] = field(default_factory=list)
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     cdn_auth: list[str | None] = field(default_factory=list)  # Authorization seen by the media host
+    redirect_host: str = "localhost"  # where the API's media redirect points (a test may point it elsewhere)
     _failures: deque[tuple[int, dict[str, Any]]] = field(default_factory=deque)
 
     def fail(self, status: int, code: int, message: str = "fake error", *, times: int = 1) -> None:
@@ -70,7 +71,7 @@ class FakeTwilioApi:
         if media_id not in self.media:
             return web.json_response({"code": 20404, "message": "not found", "status": 404}, status=404)
         # Another host name for the same server, as Twilio redirects to its media CDN.
-        raise web.HTTPTemporaryRedirect(f"http://localhost:{request.url.port}/cdn/{media_id}")
+        raise web.HTTPTemporaryRedirect(f"http://{self.redirect_host}:{request.url.port}/cdn/{media_id}")
 
     async def _cdn(self, request: web.Request) -> web.Response:
         self.cdn_auth.append(request.headers.get("Authorization"))

@@ -37,6 +37,7 @@ class FakeWeiboApi:
     mention_failures: deque[tuple[int, dict[str, Any]]] = field(default_factory=deque)
     mention_delay_s: float = 0.0
     pictures: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    msget_redirect: str | None = None  # mss/msget answers 302 to this URL instead of the file
 
     def fail(self, status: int, code: int, *, times: int = 1) -> None:
         for _ in range(times):
@@ -111,6 +112,8 @@ class FakeWeiboApi:
         if request.query.get("access_token") != self.access_token:
             return self._error(403, 21332, "invalid_access_token")
         fid = request.query.get("fid", "")
+        if self.msget_redirect is not None:
+            raise web.HTTPFound(self.msget_redirect)
         if fid not in self.media:
             return self._error(404, 20101, "file not found")
         data, ctype = self.media[fid]

@@ -104,9 +104,11 @@ async def test_multipart_and_urlencoded_reports(client: Any) -> None:
 
 
 async def test_wechat_plain_callbacks(client: Any) -> None:
-    for content, stamp in examples(st.tuples(text, st.one_of(st.just(str(int(time.time()))), text)), 40):
-        stamp = stamp.encode("utf-8", "replace").decode()
-        query = {"timestamp": stamp, "nonce": "n1", "signature": wechat.signature(TOKEN, stamp, "n1")}
+    for i, (content, stamp) in enumerate(
+        examples(st.tuples(text, st.one_of(st.just(str(int(time.time()))), text)), 40)
+    ):
+        stamp, nonce = stamp.encode("utf-8", "replace").decode(), f"n{i}"  # one nonce a query, as WeChat signs
+        query = {"timestamp": stamp, "nonce": nonce, "signature": wechat.signature(TOKEN, stamp, nonce)}
         xml = (
             "<xml><ToUserName>gh</ToUserName><FromUserName>oUser</FromUserName>"
             f"<CreateTime>{int(time.time())}</CreateTime><MsgType>text</MsgType>"
