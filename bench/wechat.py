@@ -51,7 +51,7 @@ from _machine import print_machine  # noqa: E402 - bench/ is sys.path[0] when ru
 from channels.wechat import signature  # noqa: E402
 
 TOKEN = "benchtoken"
-NONCE = "1"
+QUERIES_PER_SECOND = 8000  # pre-signed queries written for wrk per second of load (never reused)
 PATH = "/channels/wechat"
 WECHAT_LIMIT_S = 5.0
 TEXT = "小区门口的路灯坏了好几天了，晚上很黑"
@@ -63,11 +63,15 @@ function setup(thread)
   table.insert(threads, thread)
 end
 function init(args)
-  path = args[1]
-  run = args[2]
+  run = args[1]
+  queries = {}
+  for line in io.lines(args[2]) do queries[#queries + 1] = line end
 end
 function request()
   counter = counter + 1
+  -- a signed query of its own per request (WeChat sends a fresh nonce with every push; the
+  -- gateway refuses a signed query replayed with another message)
+  local path = queries[((counter - 1) % #queries) + 1]
   local id = string.format("%s%d%09d", run, tid, counter)
   local body = "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[oBENCH" .. id ..
     "]]></FromUserName><CreateTime>" .. os.time() .. "</CreateTime><MsgType><![CDATA[text]]></MsgType>" ..
@@ -261,15 +265,18 @@ def _proc_status(pid: int) -> tuple[float, bool]:
 # --------------------------------------------------------------------------- load
 
 
-def _query() -> str:
+def _query(nonce: str) -> str:
     ts = str(int(time.time()))
-    return f"{PATH}?signature={signature(TOKEN, ts, NONCE)}&timestamp={ts}&nonce={NONCE}"
+    return f"{PATH}?signature={signature(TOKEN, ts, nonce)}&timestamp={ts}&nonce={nonce}"
 
 
 def load_wrk(port: int, seconds: float, connections: int, run: str, workdir: str) -> Result:
     script = Path(workdir) / "wechat.lua"
     script.write_text(LUA, encoding="utf-8")
-    query = _query()
+    queries = Path(workdir) / f"queries-{run}.txt"
+    count = int(QUERIES_PER_SECOND * max(1.0, seconds)) + 1000
+    queries.write_text("\n".join(_query(f"{run}n{i}") for i in range(count)) + "\n", encoding="utf-8")
+    query = _query(f"{run}n0")
     out = subprocess.run(
         [
             "wrk",
@@ -283,8 +290,8 @@ def load_wrk(port: int, seconds: float, connections: int, run: str, workdir: str
             str(script),
             f"http://127.0.0.1:{port}{query}",
             "--",
-            query,
             run,
+            str(queries),
         ],
         capture_output=True,
         text=True,
@@ -323,13 +330,13 @@ async def _load_python(port: int, seconds: float, connections: int, run: str) ->
     errors = 0
     counter = iter(range(10**9))
     deadline = time.perf_counter() + seconds
-    query = _query()
 
     async def worker(session: ClientSession) -> None:
         nonlocal errors
         while time.perf_counter() < deadline:
+            i = next(counter)
             started = time.perf_counter()
-            async with session.post(f"http://127.0.0.1:{port}{query}", data=_body(next(counter), run)) as r:
+            async with session.post(f"http://127.0.0.1:{port}{_query(f'{run}n{i}')}", data=_body(i, run)) as r:
                 await r.read()
                 if r.status == 200:
                     latencies.append(time.perf_counter() - started)
