@@ -42,7 +42,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import shapely
 from aiohttp import ClientError, ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, web
+from shapely import prepared
+from shapely.ops import unary_union
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the repository, for `adapters` and `nlp`
@@ -66,26 +69,41 @@ TEXTS = (
 )
 
 
-def _unit_points() -> list[tuple[float, float]]:
-    """One point inside each grid unit (网格) of the bundled sample grid, as (lat, lng) in WGS-84:
-    reports land in the grid (one outside every unit would wait for a moderator), and neighbouring
-    units lie about 1 km apart, so the duplicate check (300 m) holds none back."""
-    index = GridIndex.sample()
-    points = []
-    for unit in index.units:
-        if unit.level is Level.GRID and unit.geometry is not None:
-            p = unit.geometry.representative_point()
-            points.append((round(p.y, 6), round(p.x, 6)))
-    return points
+SPOT_SPACING_M = 350.0  # more than the duplicate check's 300 m
 
 
-UNIT_POINTS = _unit_points()
+def _spots() -> list[tuple[float, float]]:
+    """Points of a lattice ``SPOT_SPACING_M`` apart that fall inside a grid unit (网格) of the
+    bundled sample grid, as (lat, lng) in WGS-84: a report outside every unit would wait for a
+    moderator, and two reports at different spots are too far apart for the duplicate check."""
+    units = [u.geometry for u in GridIndex.sample().units if u.level is Level.GRID and u.geometry is not None]
+    inside = prepared.prep(unary_union(units))
+    west, south, east, north = inside.context.bounds
+    d_lat = SPOT_SPACING_M / 111_195
+    d_lng = d_lat / math.cos(math.radians((south + north) / 2))
+    found = []
+    lat = south + d_lat / 2
+    while lat < north:
+        lng = west + d_lng / 2
+        while lng < east:
+            if inside.contains(shapely.Point(lng, lat)):
+                found.append((round(lat, 6), round(lng, 6)))
+            lng += d_lng
+        lat += d_lat
+    return found
+
+
+SPOTS = _spots()
 
 
 def payload(i: int) -> dict[str, Any]:
-    """A complaint the bundled model routes to dispatch with confidence, in a unit of the grid."""
-    lat, lng = UNIT_POINTS[i % len(UNIT_POINTS)]
-    return {"text": TEXTS[i % len(TEXTS)].format(i=i), "location": {"lat": lat, "lng": lng, "address": f"测试路{i}号"}}
+    """A complaint the bundled model routes to dispatch with confidence, in a unit of the grid.
+    Report ``i`` stands at spot ``i`` (cycling) with text ``i // len(SPOTS)`` (cycling): two reports
+    share a spot only with different texts (the texts are not near duplicates of one another), so
+    the duplicate check holds none back for ``len(SPOTS) * len(TEXTS)`` (about 8,800) reports."""
+    lat, lng = SPOTS[i % len(SPOTS)]
+    text = TEXTS[(i // len(SPOTS)) % len(TEXTS)].format(i=i)
+    return {"text": text, "location": {"lat": lat, "lng": lng, "address": f"测试路{i}号"}}
 
 
 # --------------------------------------------------------------------------- the dispatch server
@@ -159,6 +177,9 @@ class Result:
     acks_ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     checks: dict[str, int] = field(default_factory=dict)
+    offered: int = 0  # open loop: reports posted (acked: answered 201)
+    acked: int = 0
+    intake_seconds: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -206,6 +227,53 @@ async def load(post_one: PostOne, receiver: Receiver, first: int, args: argparse
         started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(args.concurrency)))
         result.seconds = time.perf_counter() - started
+
+
+async def load_open(
+    post_one: PostOne, receiver: Receiver, first: int, args: argparse.Namespace, result: Result
+) -> None:
+    """Open loop: post report ``first + k`` at ``k / args.rate`` s whatever the answers; each post's
+    send time is when the report was received. Then wait up to ``args.timeout_s`` for the webhooks
+    still missing."""
+    count = max(1, round(args.rate * args.duration))
+    sent: dict[str, float] = {}
+    posts: list[asyncio.Task[None]] = []
+    connector = TCPConnector(limit=0)
+    async with ClientSession(
+        connector=connector, cookie_jar=DummyCookieJar(), timeout=ClientTimeout(total=30)
+    ) as session:
+
+        async def post(i: int, t0: float) -> None:
+            try:
+                case = await post_one(session, i)
+            except (ClientError, OSError, RuntimeError, TimeoutError) as exc:
+                result.errors.append(f"{type(exc).__name__}: {exc}")
+                return
+            sent[case] = t0
+            result.acks_ms.append((time.perf_counter() - t0) * 1000)
+
+        started = time.perf_counter()
+        for k in range(count):
+            due = started + k / args.rate
+            if (wait := due - time.perf_counter()) > 0:
+                await asyncio.sleep(wait)
+            posts.append(asyncio.create_task(post(first + k, time.perf_counter())))
+        await asyncio.gather(*posts)
+        result.intake_seconds = time.perf_counter() - started
+        deadline = time.perf_counter() + args.timeout_s
+        for case in list(sent):
+            try:
+                await receiver.arrival(case, max(0.0, deadline - time.perf_counter()))
+            except TimeoutError:
+                break
+    arrived = [receiver.arrivals[c] for c in sent if c in receiver.arrivals]
+    result.latencies_ms = [(receiver.arrivals[c] - t0) * 1000 for c, t0 in sent.items() if c in receiver.arrivals]
+    result.acked = len(sent)
+    result.offered = count
+    result.seconds = (max(arrived) - started) if arrived else 0.0
+    missing = len(sent) - len(arrived)
+    if missing:
+        result.errors.append(f"{missing} webhook(s) missing {args.timeout_s} s after the last post")
 
 
 def baseline_poster(receiver: Receiver) -> PostOne:
@@ -382,12 +450,13 @@ def _empty_redis(url: str) -> None:
 async def measure(label: str, post_one: PostOne, receiver: Receiver, args: argparse.Namespace) -> Result:
     """Warm-up reports (which load the model in every process), then the measured ones."""
     warm = Result("warm-up")
-    await load(post_one, receiver, 0, argparse.Namespace(**{**vars(args), "requests": args.warmup}), warm)
+    warm_args = argparse.Namespace(**{**vars(args), "requests": args.warmup, "concurrency": min(8, args.warmup)})
+    await load(post_one, receiver, 0, warm_args, warm)
     if warm.errors:
         raise RuntimeError(f"{label}: warm-up failed: {sorted(set(warm.errors))[:3]}")
     receiver.reset()
     result = Result(label)
-    await load(post_one, receiver, args.warmup, args, result)
+    await (load_open if args.rate else load)(post_one, receiver, args.warmup, args, result)
     result.checks = {
         "webhooks": receiver.webhooks,
         "unique": len(receiver.arrivals),
@@ -436,11 +505,53 @@ def print_results(results: list[Result], requests: int) -> bool:
     return ok
 
 
+def print_open_results(results: list[Result], args: argparse.Namespace) -> bool:
+    """Open loop: offered and achieved rates, received → webhook percentiles, each case once."""
+    ok = True
+    head = f"\n{'mode':<28} {'offered/s':>9} {'intake/s':>9} {'deliv/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9}"
+    print(head + f" {'ack p50':>9} {'delivered':>10} {'errors':>7}")
+    for r in results:
+        intake = r.acked / r.intake_seconds if r.intake_seconds else 0.0
+        ack = f"{r.pct(0.5, r.acks_ms):>9.2f}" if not r.label.startswith("baseline") else f"{'-':>9}"
+        top = max(r.latencies_ms, default=math.nan)
+        print(
+            f"{r.label:<28} {args.rate:>9.1f} {intake:>9.1f} {r.rate:>9.1f} {r.pct(0.5):>9.2f} {r.pct(0.99):>9.2f} "
+            f"{top:>9.2f} {ack} {len(r.latencies_ms):>10} {len(r.errors):>7}"
+        )
+        for err in sorted(set(r.errors))[:5]:
+            print(f"  error: {err}")
+    base = results[0]
+    print("\nratio to the baseline (latency: times the baseline's)")
+    for r in results[1:]:
+        print(
+            f"  {r.label:<28} p50 {r.pct(0.5) / base.pct(0.5):.1f}x   p99 {r.pct(0.99) / base.pct(0.99):.1f}x   "
+            f"max {max(r.latencies_ms, default=math.nan) / max(base.latencies_ms, default=math.nan):.1f}x"
+        )
+    print("\nchecks at the dispatch server (signature verified; each case delivered once, none missing, none twice)")
+    for r in results:
+        c = r.checks
+        missing = r.offered - len(r.latencies_ms)
+        good = (
+            r.acked == r.offered == c["unique"] == len(r.latencies_ms)
+            and not r.errors
+            and c["bad_signatures"] == 0
+            and c["duplicates"] == 0
+        )
+        print(
+            f"  {r.label:<28} delivered {c['unique']} of {r.offered}, missing {missing}, webhooks {c['webhooks']}, "
+            f"bad signatures {c['bad_signatures']}, duplicates {c['duplicates']} ({'ok' if good else 'NOT OK'})"
+        )
+        ok &= good
+    return ok
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300, help="measured reports per mode (default 300)")
     parser.add_argument("--concurrency", type=int, default=8, help="reports in flight (default 8)")
     parser.add_argument("--warmup", type=int, help="unmeasured reports first (default: a tenth, 5 to 50)")
+    parser.add_argument("--rate", type=float, help="open loop: post this many reports per second (else closed loop)")
+    parser.add_argument("--duration", type=float, default=60.0, help="open loop: seconds of posting (default 60)")
     parser.add_argument("--modes", default="embedded,celery", help="embedded, celery or both (default both)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="local Redis for celery mode")
     parser.add_argument("--worker-concurrency", type=int, default=2, help="`gateway worker -c` (default 2)")
@@ -450,6 +561,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not (1 <= args.requests <= 100_000 and 1 <= args.concurrency <= 256 and 1 <= args.worker_concurrency <= 16):
         parser.error("--requests must be 1..100000, --concurrency 1..256, --worker-concurrency 1..16")
+    if args.rate is not None and not (0 < args.rate <= 2000 and 0 < args.duration <= 3600):
+        parser.error("--rate must be in (0, 2000] and --duration in (0, 3600]")
     if not args.modes or set(args.modes) - {"embedded", "celery"}:
         parser.error("--modes takes embedded, celery or embedded,celery")
     if args.warmup is None:
@@ -506,7 +619,14 @@ def prepare_model() -> tuple[Path, str]:
 def print_header(args: argparse.Namespace, version: str) -> None:
     print_machine()
     print("\ndispatch hand-off benchmark: POST /api/v1/reports → signed webhook at a local dispatch server")
-    print(f"  {args.requests} reports per mode, {args.concurrency} in flight, {args.warmup} warm-up reports first")
+    if args.rate:
+        count = max(1, round(args.rate * args.duration))
+        print(
+            f"  open loop: {args.rate:g} reports/s for {args.duration:g} s ({count} per mode), posted whatever the"
+            f" answers; {args.warmup} warm-up reports first; webhooks awaited up to {args.timeout_s:g} s after"
+        )
+    else:
+        print(f"  {args.requests} reports per mode, {args.concurrency} in flight, {args.warmup} warm-up reports first")
     print(f"  classifier: the bundled model {version}; database: a fresh SQLite file per mode")
     print(f"  modes: {', '.join(args.modes)}" + (f"; celery over {args.redis_url}" if "celery" in args.modes else ""))
     print(f"  the dispatch server and the load client share this process; everything on {LOOPBACK}")
@@ -521,7 +641,8 @@ async def run(args: argparse.Namespace) -> int:
             results.append(await measure_gateway(mode, labels[mode], receiver, args))
     finally:
         await receiver.stop()
-    return 0 if print_results(results, args.requests) else 1
+    ok = print_open_results(results, args) if args.rate else print_results(results, args.requests)
+    return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,7 +33,7 @@ from gateway.media import LocalMediaStore, MediaStore
 from gateway.metrics import Metrics
 from gateway.settings import Settings, settings_error
 from gateway.tasks import table as task_table
-from gateway.tasks.runners import CeleryRunner, InProcessRunner, Services, TaskContext, celery_app
+from gateway.tasks.runners import CeleryRunner, InProcessRunner, RedisClaims, Services, TaskContext, celery_app
 
 HTTP_TIMEOUT_S = 30
 log = logging.getLogger(__name__)
@@ -73,6 +73,8 @@ class Runtime:
 
     async def aclose(self) -> None:
         """Close what ``build_runtime`` opened itself (the web app closes its own)."""
+        if isinstance(self.pipeline.triage.claims, RedisClaims):
+            await self.pipeline.triage.claims.aclose()
         if self.owned_http:
             await self.http.close()
         if self.owned_db:
@@ -161,6 +163,8 @@ def build_pipeline(
         sweepers=[writer],
         outbound_channels=frozenset(n for n, c in chans.items() if c.can_send),
         placer=placer,
+        # Over Redis, classification batches of every worker process claim their reports there.
+        claims=RedisClaims(settings.redis_url, settings.db_url) if settings.redis_url else None,
     )
     return pipeline, Outbox(pipeline), ratings
 

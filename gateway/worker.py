@@ -29,6 +29,7 @@ from gateway.tasks.runners import (
     QUEUES,
     TASKS,
     CeleryRunner,
+    RedisClaims,
     Retry,
     TaskContext,
     backoff,
@@ -113,6 +114,9 @@ worker_shutdown.connect(close_worker_context)
 
 
 async def _close(ctx: TaskContext) -> None:
+    claims = ctx.pipeline.triage.claims
+    if isinstance(claims, RedisClaims):
+        await claims.aclose()
     await ctx.services["http"].close()
     await ctx.pipeline.db.close()
 

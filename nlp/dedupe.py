@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from .segment import normalize
 
@@ -71,7 +72,10 @@ def shingles(text: str) -> Counter[str]:
     return Counter(a + b for a, b in zip(sym, sym[1:], strict=False))
 
 
+@lru_cache(maxsize=16_384)
 def _vector(text: str) -> dict[str, float]:
+    """The normalized bigram vector of ``text`` (cached: an open report is compared many times;
+    callers must not change it)."""
     c = shingles(text)
     vec = {k: 1.0 + math.log(v) for k, v in c.items()}
     norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
@@ -95,22 +99,57 @@ def _close_enough(new: DedupeItem, other: DedupeItem, max_distance_m: float) -> 
     return d <= max_distance_m, d
 
 
+CELL_DEG = 0.01  # spatial buckets of the index: 0.01° of latitude is about 1.1 km
+_M_PER_DEG = 111_195.0
+Cell = tuple[int, int] | None  # None: an item without coordinates (compared with every new one)
+
+
+def _cell(lat: float | None, lng: float | None) -> Cell:
+    if lat is None or lng is None:
+        return None
+    return math.floor(lat / CELL_DEG), math.floor(lng / CELL_DEG)
+
+
 class DedupeIndex:
-    """Open items with their text vectors; ``query`` a new item against them."""
+    """Open items with their text vectors, bucketed by position; ``query`` a new item against them.
+    A new item with coordinates is compared with the items in the cells within ``max_distance_m``
+    and those without coordinates; one without coordinates with every item."""
 
     def __init__(self, items: Iterable[DedupeItem] = ()) -> None:
-        self._items: dict[str, tuple[DedupeItem, dict[str, float]]] = {}
+        self._cells: dict[Cell, dict[str, tuple[DedupeItem, dict[str, float]]]] = {}
+        self._where: dict[str, Cell] = {}
         for it in items:
             self.add(it)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._where)
 
     def add(self, item: DedupeItem) -> None:
-        self._items[item.id] = (item, _vector(item.text))
+        self.remove(item.id)
+        cell = _cell(item.lat, item.lng)
+        self._cells.setdefault(cell, {})[item.id] = (item, _vector(item.text))
+        self._where[item.id] = cell
 
     def remove(self, item_id: str) -> None:
-        self._items.pop(item_id, None)
+        if item_id in self._where:
+            del self._cells[self._where.pop(item_id)][item_id]
+
+    def _near(self, new: DedupeItem, max_distance_m: float) -> Iterable[tuple[DedupeItem, dict[str, float]]]:
+        here = _cell(new.lat, new.lng)
+        if here is None or max_distance_m <= 0:
+            for bucket in list(self._cells.values()):
+                yield from bucket.values()
+            return
+        lat = abs(new.lat or 0.0)
+        if lat > 80:  # cells narrow towards the poles; not worth bucketing there
+            yield from (v for bucket in list(self._cells.values()) for v in bucket.values())
+            return
+        d_lat = math.ceil(max_distance_m / (_M_PER_DEG * CELL_DEG))
+        d_lng = math.ceil(max_distance_m / (_M_PER_DEG * CELL_DEG * math.cos(math.radians(lat + CELL_DEG))))
+        yield from self._cells.get(None, {}).values()
+        for i in range(here[0] - d_lat, here[0] + d_lat + 1):
+            for j in range(here[1] - d_lng, here[1] + d_lng + 1):
+                yield from self._cells.get((i, j), {}).values()
 
     def query(
         self,
@@ -122,7 +161,7 @@ class DedupeIndex:
     ) -> list[tuple[str, float]]:
         vec = _vector(new.text)
         out = []
-        for item, ivec in self._items.values():
+        for item, ivec in self._near(new, max_distance_m):
             if item.id == new.id or abs(new.created_at - item.created_at) > window:
                 continue
             ok, dist = _close_enough(new, item, max_distance_m)

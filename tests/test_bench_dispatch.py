@@ -101,3 +101,31 @@ def test_dispatch_bench_refuses_bad_arguments_before_any_load(args: tuple[str, .
     proc = run_bench(*args, timeout=60)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert "deliv/s" not in proc.stdout
+
+
+def test_dispatch_bench_open_loop_at_a_fixed_rate() -> None:
+    """``--rate``: reports posted on a schedule whatever the answers; the figures per mode and the
+    exactly-once check (each case delivered once, none missing, none twice)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--modes", "embedded", "--rate", "20", "--duration", "3", "--warmup", "2"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "open loop: 20 reports/s for 3 s (60 per mode)" in out
+    for label in (BASELINE, EMBEDDED):
+        figures = rf"\s+({NUMBER})" * 5
+        row = rf"^{re.escape(label)}\s+20\.0{figures}\s+\S+\s+60\s+0$"
+        m = re.search(row, out, re.MULTILINE)
+        assert m, f"no figures for {label!r} in:\n{out}"
+        intake, deliv, p50, p99, top = (float(v) for v in m.groups())
+        assert intake > 0 and deliv > 0 and 0 < p50 <= p99 <= top
+        check = rf"^  {re.escape(label)}\s+delivered 60 of 60, missing 0, webhooks 60, "
+        check += r"bad signatures 0, duplicates 0 \(ok\)$"
+        assert re.search(check, out, re.MULTILINE), out
+    assert re.search(rf"^  {re.escape(EMBEDDED)}\s+p50 {NUMBER}x\s+p99 {NUMBER}x\s+max {NUMBER}x$", out, re.MULTILINE)

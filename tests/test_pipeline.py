@@ -262,8 +262,10 @@ async def test_urgent_twins_still_go_straight_to_dispatch(env):
     text = "幸福小区5栋楼道里煤气味很重，可能漏气了"
     a = await pipeline.intake([msg("g1", text=text, sender="wechat:a", complete=True)])
     b = await pipeline.intake([msg("g2", text=text, sender="wechat:b", complete=True)])
-    assert await pipeline.classify_report(a.report_id) == "ready"
-    assert await pipeline.classify_report(b.report_id) == "ready"
+    assert await pipeline.classify_report(a.report_id) == "ready"  # b was waiting too: the same batch
+    assert await pipeline.classify_report(b.report_id) is None
+    async with pipeline.db.session() as s:
+        assert (await s.get(Report, b.report_id)).status == "ready"
 
 
 async def test_a_location_label_longer_than_the_column_is_cut_not_a_crash(env):
@@ -277,3 +279,20 @@ async def test_a_location_label_longer_than_the_column_is_cut_not_a_crash(env):
     async with pipeline.db.session() as s:
         report = await s.get(Report, result.report_id)
         assert report.location_address == label[:500]
+
+
+async def test_twins_waiting_together_are_classified_in_one_batch_and_the_second_is_held(env):
+    """Reports waiting at the same time are classified together; a twin of one classified before
+    it in the same batch goes to moderators, as it would have one after the other."""
+    pipeline, _, _ = env
+    text = "民治街道龙塘社区3栋门口的路灯坏了一个星期，晚上一片漆黑"
+    first = await pipeline.intake([msg("b1", text=text, sender="wechat:a", complete=True)])
+    twin = await pipeline.intake([msg("b2", text=text + "！", sender="wechat:b", complete=True)])
+    other = await pipeline.intake([msg("b3", text="观澜大道有人占道经营卖水果", sender="wechat:c", complete=True)])
+    assert await pipeline.classify_report(twin.report_id) == "needs_review"
+    async with pipeline.db.session() as s:
+        statuses = {r: (await s.get(Report, r)).status for r in (first.report_id, other.report_id)}
+        last = await s.scalar(select(History).where(History.report_id == twin.report_id).order_by(History.id.desc()))
+    assert statuses == {first.report_id: "ready", other.report_id: "ready"}
+    assert last.note == f"possible duplicate of {first.case_number}"
+    assert await pipeline.classify_report(first.report_id) is None  # done by the batch: nothing left to do

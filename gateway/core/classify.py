@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +35,15 @@ class Classification:
 
 class ReportClassifier(Protocol):
     async def classify(self, text: str) -> Classification: ...
+
+
+async def classify_many(classifier: ReportClassifier, texts: Sequence[str]) -> list[Classification]:
+    """Classify ``texts`` in one call where the classifier takes lists (``NlpClassifier``)."""
+    many = getattr(classifier, "classify_many", None)
+    if many is not None:
+        found: list[Classification] = await many(texts)
+        return found
+    return [await classifier.classify(t) for t in texts]
 
 
 class PlaceholderClassifier:
@@ -72,8 +82,11 @@ class NlpClassifier:
                 self._model = load_classifier(model_dir, taxonomy_path=taxonomy)
             return self._model
 
-    def _classify_sync(self, text: str) -> Classification:
-        pred = self._load().classify([text])[0]
+    def _classify_sync(self, texts: Sequence[str]) -> list[Classification]:
+        return [self._classification(pred) for pred in self._load().classify(list(texts))]
+
+    @staticmethod
+    def _classification(pred: Any) -> Classification:
         # An input the model must not guess on (no text, not Chinese) has no code; set_by names why.
         unreadable = pred.set_by == "input"
         return Classification(
@@ -95,4 +108,8 @@ class NlpClassifier:
         await asyncio.to_thread(self._load)
 
     async def classify(self, text: str) -> Classification:
-        return await asyncio.to_thread(self._classify_sync, text)
+        return (await self.classify_many([text]))[0]
+
+    async def classify_many(self, texts: Sequence[str]) -> list[Classification]:
+        """One model call for all ``texts`` (in a worker thread)."""
+        return await asyncio.to_thread(self._classify_sync, texts)

@@ -54,6 +54,49 @@ async def near_duplicates(
     return scored, {p.case_number: p for p in pool}
 
 
+async def near_duplicates_of_new(
+    db: Database, reports: Sequence[Report], *, parent: str | None, batch: Sequence[Report] = ()
+) -> dict[str, Scored]:
+    """``near_duplicates`` for reports being classified (triage), per case number. The candidate
+    pool is read as plain columns (no ORM objects: it is read for every batch), and the reports of
+    ``batch`` (classified together, in id order) count as open for the ones after them."""
+    if not reports:
+        return {}
+    lo = min(r.created_at for r in reports) - WINDOW
+    hi = max(r.created_at for r in reports) + WINDOW
+    cols = (Report.case_number, Report.title, Report.text, Report.location_lat, Report.location_lng, Report.created_at)
+    query = select(*cols).where(Report.status.in_([str(t) for t in MERGE_TARGETS]), Report.created_at.between(lo, hi))
+    if parent:
+        query = query.where(Report.category_parent == parent)
+    async with db.session() as s:
+        rows = (await s.execute(query.order_by(Report.created_at.desc()).limit(POOL))).all()
+        pool = [DedupeItem(c, "\n".join(x for x in (t, b) if x), la, ln, at) for c, t, b, la, ln, at in rows]
+        linked = {r.duplicate_of for r in reports if r.duplicate_of} - {p.id for p in pool}
+        if linked:
+            more = (await s.execute(select(*cols).where(Report.case_number.in_(linked)))).all()
+            pool += [DedupeItem(c, "\n".join(x for x in (t, b) if x), la, ln, at) for c, t, b, la, ln, at in more]
+    return await asyncio.to_thread(_score_new, reports, pool, batch)
+
+
+def _score_new(reports: Sequence[Report], pool: list[DedupeItem], batch: Sequence[Report]) -> dict[str, Scored]:
+    index = DedupeIndex(pool)
+    known = {p.id for p in pool}
+    earlier = sorted(batch, key=lambda r: r.id)
+    out: dict[str, Scored] = {}
+    for r in sorted(reports, key=lambda r: r.id):
+        while earlier and earlier[0].id < r.id:
+            known.add(earlier[0].case_number)
+            index.add(_item(earlier.pop(0)))
+        hits: dict[str, float] = {}
+        if r.duplicate_of and r.duplicate_of in known:
+            hits[r.duplicate_of] = 1.0
+        for case, value in index.query(_item(r)):
+            hits.setdefault(case, value)
+        hits.pop(r.case_number, None)
+        out[r.case_number] = list(hits.items())
+    return out
+
+
 def _item(r: Report) -> DedupeItem:
     return DedupeItem(
         r.case_number, "\n".join(x for x in (r.title, r.text) if x), r.location_lat, r.location_lng, r.created_at

@@ -28,7 +28,7 @@ from gateway.core.intake import Intake, IntakeFilter, IntakeResult, message_row
 from gateway.core.sweeping import Sweeper, Sweeping
 from gateway.core.transitions import Lifecycle, TransitionListener
 from gateway.core.triage import DUPLICATE_ROUTE_SCORE, Triage
-from gateway.core.units import SYSTEM, ReportNotFound, TaskRunner, Units, after_commit
+from gateway.core.units import SYSTEM, Claims, ReportNotFound, TaskRunner, Units, after_commit
 from gateway.db import Database, Report, utcnow
 from gateway.models import InboundMessage
 
@@ -67,13 +67,14 @@ class Pipeline:
         sweepers: Sequence[Sweeper] = (),
         outbound_channels: frozenset[str] = frozenset(),
         placer: Placer | None = None,
+        claims: Claims | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.units = Units(db, runner, clock)
         self.intake_stage = Intake(self.units, settings, filters=intake_filters, metrics=metrics)
         self.lifecycle = Lifecycle(self.units, listeners=transition_listeners, metrics=metrics)
-        self.triage = Triage(self.units, self.lifecycle, classifier, metrics=metrics, placer=placer)
+        self.triage = Triage(self.units, self.lifecycle, classifier, metrics=metrics, placer=placer, claims=claims)
         self.sweeping = Sweeping(self.units, settings, sweepers=sweepers)
         self.outbound_channels = outbound_channels
 

@@ -7,7 +7,7 @@ core only enqueues by name and never imports a task.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Protocol
@@ -29,6 +29,31 @@ class TaskRunner(Protocol):
     async def enqueue(self, name: str, *args: Any, delay: float = 0) -> None: ...
 
     async def drain(self, timeout: float) -> None: ...
+
+
+class Claims(Protocol):
+    """Short-lived claims on ids, so that concurrent batches take different work."""
+
+    async def take(self, ids: Sequence[int], limit: int) -> list[int]:
+        """Claim up to ``limit`` of ``ids`` (in their order) that nobody holds; the ones claimed."""
+        ...
+
+    async def release(self, ids: Sequence[int]) -> None: ...
+
+
+class LocalClaims:
+    """Claims within one process (the in-process runner's tasks share its event loop)."""
+
+    def __init__(self) -> None:
+        self._held: set[int] = set()
+
+    async def take(self, ids: Sequence[int], limit: int) -> list[int]:
+        taken = [i for i in dict.fromkeys(ids) if i not in self._held][:limit]
+        self._held.update(taken)
+        return taken
+
+    async def release(self, ids: Sequence[int]) -> None:
+        self._held.difference_update(ids)
 
 
 class Units:

@@ -15,14 +15,17 @@ Tasks take ids and small JSON values only, and are idempotent, so running one tw
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from celery import Celery
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
 if TYPE_CHECKING:
     from aiohttp import ClientSession
@@ -189,6 +192,40 @@ def celery_app(settings: Settings) -> Celery:
         task_routes={f"gateway.{name}": {"queue": queue} for name, queue in QUEUES.items()},
     )
     return app
+
+
+class RedisClaims:
+    """Claims shared by every worker over Redis (``SET NX`` with a TTL): concurrent classification
+    batches in different worker processes take different reports. A claim outlives a killed worker
+    by ``ttl_s`` at most; its reports stay ``received`` and the sweeper enqueues them again."""
+
+    def __init__(self, url: str, database: str, ttl_s: int = 30) -> None:
+        self.redis = AsyncRedis.from_url(url)
+        # Ids are per database: gateways with different databases may share a Redis.
+        self.prefix = f"gateway:claim:{hashlib.sha256(database.encode()).hexdigest()[:12]}:"
+        self.ttl_s = ttl_s
+        self.token = uuid.uuid4().hex
+
+    async def take(self, ids: Sequence[int], limit: int) -> list[int]:
+        taken: list[int] = []
+        for start in range(0, len(ids), limit):
+            if len(taken) >= limit:
+                break
+            chunk = list(dict.fromkeys(ids[start : start + limit]))
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for i in chunk:
+                    pipe.set(f"{self.prefix}{i}", self.token, nx=True, ex=self.ttl_s)
+                won = await pipe.execute()
+            taken += [i for i, ok in zip(chunk, won, strict=True) if ok]
+        await self.release(taken[limit:])
+        return taken[:limit]
+
+    async def release(self, ids: Sequence[int]) -> None:
+        if ids:
+            await self.redis.delete(*(f"{self.prefix}{i}" for i in ids))
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
 
 
 class CeleryRunner:

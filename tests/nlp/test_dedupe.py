@@ -54,3 +54,32 @@ def test_fast_against_thousands_of_open_cases():
     res = idx.query(item("new", "第5号楼下的垃圾没人清理，气味很大"))
     assert time.perf_counter() - t < 1.0
     assert res[0][0] == "5"
+
+
+def test_the_spatial_buckets_find_what_comparing_every_item_finds():
+    """The index compares a new item only with the cells within the distance (and the items
+    without coordinates); the answers are those of checking every open item."""
+    import random
+
+    from nlp.dedupe import _close_enough, _cosine, _vector
+
+    rnd = random.Random(7)
+    texts = ["民治大道人民路路口井盖丢了", "民治大道人民路井盖丢了很危险", "小区里垃圾没人清理", "路灯坏了晚上很黑"]
+    items = [
+        DedupeItem(
+            str(i),
+            rnd.choice(texts),
+            None if i % 17 == 0 else 22.65 + rnd.uniform(-0.02, 0.02),
+            None if i % 17 == 0 else 114.02 + rnd.uniform(-0.02, 0.02),
+            T0,
+        )
+        for i in range(400)
+    ]
+    index = DedupeIndex(items)
+    for new in items[:60]:
+        expected = set()
+        for other in items:
+            ok, _ = _close_enough(new, other, 300.0)
+            if other.id != new.id and ok and _cosine(_vector(new.text), _vector(other.text)) >= 0.5:
+                expected.add(other.id)
+        assert {case for case, _ in index.query(new)} == expected
