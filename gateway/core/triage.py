@@ -25,6 +25,9 @@ from gateway.core.transitions import Lifecycle
 from gateway.core.units import SYSTEM, Claims, LocalClaims, Units, after_commit
 from gateway.db import History, Report
 
+# ``classify_report``'s answer when another batch holds the report: not done here, try again soon.
+CLAIMED = "claimed"
+
 if TYPE_CHECKING:
     from gateway.core.classify import ReportClassifier
     from gateway.core.placing import Placement, Placer
@@ -104,6 +107,11 @@ class Triage:
             statuses = await self._classify_batch(taken) if taken else {}
         finally:
             await self.claims.release(taken)
+        if report_id not in taken and self.claims.shared:
+            # Another worker's batch holds it. Its task's own retry covers a failure, but not a worker
+            # killed mid-batch: this report's task must still see it leave `received`, so it asks
+            # to be run again (the claim expires within its TTL) instead of counting as done.
+            return CLAIMED
         return statuses.get(report_id)
 
     async def _classify_batch(self, ids: Sequence[int]) -> dict[int, str]:

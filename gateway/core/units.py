@@ -34,6 +34,9 @@ class TaskRunner(Protocol):
 class Claims(Protocol):
     """Short-lived claims on ids, so that concurrent batches take different work."""
 
+    # Held across processes (a claimer may die with its claims held until they expire)
+    shared: bool
+
     async def take(self, ids: Sequence[int], limit: int) -> list[int]:
         """Claim up to ``limit`` of ``ids`` (in their order) that nobody holds; the ones claimed."""
         ...
@@ -43,6 +46,8 @@ class Claims(Protocol):
 
 class LocalClaims:
     """Claims within one process (the in-process runner's tasks share its event loop)."""
+
+    shared = False  # the claimer dies with the process that holds the claims
 
     def __init__(self) -> None:
         self._held: set[int] = set()

@@ -159,6 +159,11 @@ class DeliveryWriter:
         return len(due)
 
 
+# Attempts made by this process whose outcome could not be written yet: (database, delivery) -> result.
+_UNRECORDED: dict[tuple[str, int], dispatch.AttemptResult] = {}
+_UNRECORDED_MAX = 10_000
+
+
 class Outbox:
     """Drains the outbox: one delivery attempt at a time, replays of dead letters, listings."""
 
@@ -190,13 +195,26 @@ class Outbox:
 
     async def deliver(self, http: ClientSession, delivery_pk: int) -> str | None:
         """One attempt at a due delivery; returns its new state, None when there was nothing to do."""
-        job = await self._claim(delivery_pk)
-        if job is None:
-            return None
-        result = await dispatch.send(
-            http, job.target, job.delivery_id, job.body, timeout_s=self.settings.dispatch_timeout_s
-        )
-        return await self._record(delivery_pk, result)
+        key = (self.pipeline.db.url, delivery_pk)
+        result = _UNRECORDED.pop(key, None)
+        if result is None:
+            job = await self._claim(delivery_pk)
+            if job is None:
+                return None
+            result = await dispatch.send(
+                http, job.target, job.delivery_id, job.body, timeout_s=self.settings.dispatch_timeout_s
+            )
+        try:
+            return await self._record(delivery_pk, result)
+        except Exception:
+            # Sent, but the database went away before the outcome was written: the row still holds
+            # this process's lease, so the task's retry would find nothing due until it ran out.
+            # The retry writes this outcome instead of sending again (a lease whose process died is
+            # released by reaping, gateway/core/leases.py).
+            while len(_UNRECORDED) >= _UNRECORDED_MAX:
+                _UNRECORDED.pop(next(iter(_UNRECORDED)))
+            _UNRECORDED[key] = result
+            raise
 
     async def _claim(self, delivery_pk: int) -> _Job | None:
         async with self.pipeline.unit() as s:

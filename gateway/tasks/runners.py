@@ -197,9 +197,12 @@ def celery_app(settings: Settings) -> Celery:
 class RedisClaims:
     """Claims shared by every worker over Redis (``SET NX`` with a TTL): concurrent classification
     batches in different worker processes take different reports. A claim outlives a killed worker
-    by ``ttl_s`` at most; its reports stay ``received`` and the sweeper enqueues them again."""
+    by ``ttl_s`` at most (a batch takes well under a second); each claimed report's own task looks
+    again every couple of seconds until the report has left ``received``."""
 
-    def __init__(self, url: str, database: str, ttl_s: int = 30) -> None:
+    shared = True
+
+    def __init__(self, url: str, database: str, ttl_s: int = 5) -> None:
         self.redis = AsyncRedis.from_url(url)
         # Ids are per database: gateways with different databases may share a Redis.
         self.prefix = f"gateway:claim:{hashlib.sha256(database.encode()).hexdigest()[:12]}:"

@@ -7,15 +7,19 @@ composition root (``gateway/runtime.py``) imports it, so every runner it builds 
 
 from __future__ import annotations
 
+from gateway.core.triage import CLAIMED
 from gateway.dispatch.outbox import deliver_dispatch
 from gateway.tasks.mediafetch import fetch_media
 from gateway.tasks.mentions import poll_weibo_mentions
 from gateway.tasks.notify import notify
-from gateway.tasks.runners import QUEUES, TASKS, TaskContext, TaskFn
+from gateway.tasks.runners import QUEUES, TASKS, Retry, TaskContext, TaskFn
+
+CLAIMED_RETRY_S = 1.0  # a report another batch holds is looked at again this soon
 
 
 async def classify_report(ctx: TaskContext, report_id: int) -> None:
-    await ctx.pipeline.classify_report(report_id)
+    if await ctx.pipeline.classify_report(report_id) == CLAIMED:
+        raise Retry("classified by another batch; checking it left received", delay=CLAIMED_RETRY_S)
 
 
 async def close_session(ctx: TaskContext, report_id: int) -> None:
