@@ -20,6 +20,7 @@ _MEDIA_RE = re.compile(
 )
 _PLACEHOLDER_RE = re.compile(r"\b(?:URL|EMAIL|PHONE|IDNO|BANKNO|NUM)\b")  # from segment.normalize
 _HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_NON_HAN_RUN_RE = re.compile(r"[^\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _KANA_RE = re.compile(r"[\u3040-\u30ff]")
 MIN_HAN_SHARE = 0.3  # below this share of Chinese in the letters of a text, it is "not Chinese"
 MIN_FOREIGN_LETTERS = 6  # ...provided it has this many letters of another script ("ok" is not a language)
@@ -28,7 +29,12 @@ MIN_FOREIGN_LETTERS = 6  # ...provided it has this many letters of another scrip
 def input_problem(normalized: str) -> str | None:
     """``NO_TEXT``, ``NOT_CHINESE`` or None for a ``segment.normalize``-d text."""
     text = _PLACEHOLDER_RE.sub(" ", normalized)
-    han = len(_HAN_RE.findall(_MEDIA_RE.sub(" ", text)))
+    stripped = _MEDIA_RE.sub(" ", text)
+    han = len(stripped) - _non_han(stripped)
+    if han >= 2 and 2 * _non_han(text) < han:
+        # Fast path, same answer: the letters of another script (kana included) are among the
+        # non-Chinese characters, fewer than half the Chinese ones, so neither test below can fire.
+        return None
     letters = [ch for ch in text if ch.isalpha() and not _HAN_RE.match(ch)]
     kana = sum(1 for ch in letters if _KANA_RE.match(ch))
     if han < 2 and len(letters) < 3:
@@ -39,3 +45,8 @@ def input_problem(normalized: str) -> str | None:
     if len(letters) >= MIN_FOREIGN_LETTERS and han / (han + len(letters) / 2) < MIN_HAN_SHARE:
         return NOT_CHINESE
     return None
+
+
+def _non_han(text: str) -> int:
+    """The number of characters of ``text`` that are not Chinese (runs: cheap on Chinese text)."""
+    return sum(len(run) for run in _NON_HAN_RUN_RE.findall(text))

@@ -19,6 +19,18 @@ def test_presegmented_text_normalizes_like_raw_text():
     assert normalize("小区 门口 路灯 坏") == "小区门口路灯坏"
 
 
+def test_spaces_removed_next_to_chinese_and_collapsed_elsewhere():
+    assert normalize("  路灯 \t坏了 light  is\u2028broken 3 号楼 ") == "路灯坏了light is broken 3号楼"
+    assert normalize(" \n ") == ""
+
+
+def test_numbers_written_in_groups_are_still_replaced():
+    # the patterns are only tried where 5 digits, or 3 + separator + 4, occur; a grouped number qualifies
+    assert normalize("电话 138 0013 8000 找我") == "电话PHONE找我"
+    assert normalize("卡号6222-0212-3456-7890") == "卡号BANKNO"
+    assert normalize("2017 年 3 号楼 1234") == "2017年3号楼1234"
+
+
 def test_segment_uses_domain_words_and_drops_stopwords():
     toks = segment("楼道里有很浓的煤气味，请尽快处理！", ["煤气味"])
     assert "煤气味" in toks
