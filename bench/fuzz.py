@@ -44,7 +44,7 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, DummyCookieJar, F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parent))  # after the repository: bench/grid.py must not shadow grid/
 
 from _machine import print_machine  # noqa: E402
 
