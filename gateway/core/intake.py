@@ -392,18 +392,7 @@ class Intake:
         return report
 
     async def _append(self, s: AsyncSession, report: Report, m: InboundMessage, message_id: int) -> list[int]:
-        if m.title and not report.title:
-            report.title = m.title[:200]
-        if m.text:
-            report.text = f"{report.text}\n{m.text}".strip() if report.text else m.text
-        if m.contact_phone and not report.contact_phone:
-            report.contact_phone = m.contact_phone
-        if m.location and (report.location_lat is None or m.location.source == LocationSource.GPS):
-            loc = m.location
-            if loc.lat is not None and loc.lng is not None:
-                report.location_lat, report.location_lng = loc.lat, loc.lng
-            report.location_address = loc.label[:500] if loc.label else report.location_address  # the column's size
-            report.location_source = str(loc.source)
+        _apply(report, m)
         pending = []
         for ref in m.media:
             row = Media(
@@ -898,8 +887,8 @@ def _contact_upsert(dialect: str) -> Any:
     )
 
 
-def _apply(draft: _Draft, m: InboundMessage) -> None:
-    """One message's contribution to its report (the one-message path's ``_append``)."""
+def _apply(draft: _Draft | Report, m: InboundMessage) -> None:
+    """One message's contribution to its report (both paths: the batch's draft, the ORM row)."""
     if m.title and not draft.title:
         draft.title = m.title[:200]
     if m.text:
