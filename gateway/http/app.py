@@ -150,9 +150,15 @@ async def _background(app: web.Application, runtime: Runtime) -> AsyncIterator[N
     warming = asyncio.create_task(warm, name="classifier-warm-up") if warm is not None else None
     if warming is not None:
         warming.add_done_callback(_log_warm_up)
-    # The grid and its gazetteer, likewise (once per process; later apps find them loaded).
+    # The grid and its gazetteer (once per process; later apps find them loaded).
     placer = pipeline.placer
     grid_warming = asyncio.create_task(placer.warm_up(), name="grid-warm-up") if placer is not None else None
+    if grid_warming is not None:
+        # Before the port opens: loading the gazetteer's dictionary is one C call (jieba's
+        # marshal.load) that holds the GIL for about 0.6 s, which stalled every request of a fresh
+        # start's first seconds (p99 580 ms). It runs once per process; the model keeps loading
+        # in the background (its load lets the event loop in every few milliseconds).
+        await asyncio.wait([grid_warming])
     warm_ups = [t for t in (warming, grid_warming) if t is not None]
     freezing = asyncio.create_task(_freeze_when_warm(warm_ups), name="gc-freeze") if settings.gc_freeze else None
     yield
