@@ -63,6 +63,18 @@ async def test_drain_cancels_delayed_tasks_and_waits_for_running(table):
     assert calls == [] and not runner._pending
 
 
+async def test_in_process_queue_is_bounded_and_counts_what_it_leaves_to_the_sweeper(table):
+    calls, _ = table
+    runner = InProcessRunner(max_pending=2, max_delayed=1)
+    runner.bind(TaskContext(pipeline=None))  # type: ignore[arg-type]
+    for n in range(4):
+        await runner.enqueue("flaky", n)  # started on the loop: at most 2 at once
+    await runner.enqueue("flaky", 10, delay=3600)
+    await runner.enqueue("flaky", 11, delay=3600)  # over max_delayed
+    assert len(runner._pending) == 2 and runner.delayed == 1 and runner.refused == 3
+    await runner.drain(timeout=5)
+
+
 @pytest.mark.redis
 async def test_celery_runner_runs_the_same_task_over_redis(make_settings, redis_url, monkeypatch, sqlite_url):
     """Enqueue through Redis, run in a real Celery worker thread, see the report classified."""

@@ -86,10 +86,25 @@ def backoff(attempt: int, base: float = BACKOFF_BASE_S, cap: float = BACKOFF_CAP
     return random.uniform(0, min(cap, base * 2**attempt))
 
 
+MAX_PENDING = 10_000  # tasks running or waiting to retry in one process
+MAX_DELAYED = 200_000  # delayed tasks not yet due (a draft's close_session each)
+
+
 class InProcessRunner:
-    def __init__(self, max_attempts: int = MAX_ATTEMPTS) -> None:
+    """Tasks on the serving process's event loop. The queue is bounded: past ``max_pending``
+    running tasks (or ``max_delayed`` delayed ones) a task is not started and a warning counts it;
+    its work is in the database (a report in ``received``, a pending delivery, notification or
+    media row, an expired draft), where the sweeper (``gateway/core/sweeping.py``) finds it again.
+    A flood therefore costs latency, never the process's memory."""
+
+    def __init__(
+        self, max_attempts: int = MAX_ATTEMPTS, *, max_pending: int = MAX_PENDING, max_delayed: int = MAX_DELAYED
+    ) -> None:
         self.ctx: TaskContext | None = None
         self.max_attempts = max_attempts
+        self.max_pending = max_pending
+        self.max_delayed = max_delayed
+        self.refused = 0  # tasks not started because the queue was full (the sweeper covers them)
         self._pending: set[asyncio.Task[None]] = set()
         # Delayed tasks not yet due are timers, not sleeping tasks: a draft's close_session waits
         # the session window (minutes) and a busy gateway opens a thousand drafts a second, so each
@@ -104,6 +119,9 @@ class InProcessRunner:
         if name not in TASKS:
             raise KeyError(f"unknown task {name!r}")
         if delay > 0:
+            if len(self._timers) >= self.max_delayed:
+                self._refuse(name)
+                return
             loop = asyncio.get_running_loop()
 
             def due() -> None:
@@ -115,7 +133,15 @@ class InProcessRunner:
             return
         self._start(name, args)
 
+    def _refuse(self, name: str) -> None:
+        self.refused += 1
+        if self.refused == 1 or self.refused % 1000 == 0:
+            log.warning("task queue full: left for the sweeper", extra={"task": name, "refused": self.refused})
+
     def _start(self, name: str, args: tuple[Any, ...]) -> None:
+        if len(self._pending) >= self.max_pending:
+            self._refuse(name)
+            return
         task = asyncio.get_running_loop().create_task(self._run(name, args), name=f"task:{name}")
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
