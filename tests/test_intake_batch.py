@@ -265,6 +265,10 @@ async def test_a_saturated_intake_answers_503_at_once_and_stores_nothing(
         await asyncio.sleep(0.01)
     refused = await asyncio.wait_for(client.post("/api/v1/reports", json=body), timeout=2)
     assert refused.status == 503 and refused.headers["Retry-After"]
+    assert (await refused.json())["error"] == "busy, retry later"
+    doc = await (await client.get("/api/openapi.json")).json()
+    documented = doc["paths"]["/api/v1/reports"]["post"]["responses"]["503"]
+    assert "Retry-After" in documented["headers"] and "saturated" in documented["description"]
     release.set()
     assert [r.status for r in await asyncio.gather(*held)] == [201, 201]
     assert await count(db, Report) == 2

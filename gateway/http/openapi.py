@@ -118,6 +118,11 @@ _IDEMPOTENCY = _header(
 )
 _CASE = _path("case", "the case number", example=ex.CASE)
 _RETRY_AFTER = {"Retry-After": {"description": "seconds until the window ends", "schema": {"type": "integer"}}}
+_BUSY = (
+    "busy: intake saturated (GATEWAY_INTAKE_MAX_IN_FLIGHT), no database connection free, or the media disk"
+    " full; nothing was stored, so send it again after Retry-After"
+)
+_RETRY_BUSY = {"Retry-After": {"description": "seconds to wait before sending again", "schema": {"type": "integer"}}}
 _FLOODED = "too many posts from this address (GATEWAY_FLOOD_IP_LIMIT per GATEWAY_FLOOD_WINDOW_S)"
 # /metrics and /api/v1/stats: open (GATEWAY_METRICS_PUBLIC, or development), else loopback or the token.
 _OPS_SECURITY: list[Json] = [{}, {"metricsToken": []}]
@@ -211,6 +216,7 @@ def _report_paths(c: _Components, public_url: str, chans: Mapping[str, BaseChann
                     "413": _answer("body too large", _json(error, ex.TOO_LARGE)),
                     "415": _answer("neither JSON nor a form", _json(error, {"error": "use application/json"})),
                     "429": _answer(_FLOODED, _json(c.ref(TooManyPosts), ex.FLOODED_POSTS), headers=_RETRY_AFTER),
+                    "503": _answer(_BUSY, _json(error, {"error": "busy, retry later"}), headers=_RETRY_BUSY),
                 },
                 params=[
                     _IDEMPOTENCY,
@@ -398,6 +404,7 @@ def _open311_paths(c: _Components, public_url: str, chans: Mapping[str, BaseChan
                     "201": _answer("created", created),
                     "200": _answer("a retry with the same Idempotency-Key: the first request", created),
                     **_geo_errors(c, 400, 403, 413, 429),
+                    "503": _answer(_BUSY, _text("text/plain", "busy, retry later"), headers=_RETRY_BUSY),
                 },
                 params=[fmt, _IDEMPOTENCY],
                 requestBody=_body(
@@ -453,6 +460,9 @@ def _channel_paths(chans: Mapping[str, BaseChannel]) -> Json:
         ),
         "404": _answer("unknown channel or account", _text("text/plain")),
         "413": _answer("body too large", _text("text/plain")),
+        "503": _answer(
+            _BUSY + " (WeChat and Twilio retry on an error status)", _text("text/plain"), headers=_RETRY_BUSY
+        ),
     }
 
     def ops(path_params: list[Json]) -> Json:
