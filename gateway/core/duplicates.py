@@ -87,14 +87,19 @@ def _score_new(reports: Sequence[Report], pool: list[DedupeItem], batch: Sequenc
         while earlier and earlier[0].id < r.id:
             known.add(earlier[0].case_number)
             index.add(_item(earlier.pop(0)))
-        hits: dict[str, float] = {}
-        if r.duplicate_of and r.duplicate_of in known:
-            hits[r.duplicate_of] = 1.0
-        for case, value in index.query(_item(r)):
-            hits.setdefault(case, value)
-        hits.pop(r.case_number, None)
-        out[r.case_number] = list(hits.items())
+        out[r.case_number] = _hits(r, index, known)
     return out
+
+
+def _hits(r: Report, index: DedupeIndex, known: set[str]) -> Scored:
+    """``r``'s likely twins in ``index``; a confirmed ``duplicate_of`` link among ``known`` scores 1.0."""
+    hits: dict[str, float] = {}
+    if r.duplicate_of and r.duplicate_of in known:
+        hits[r.duplicate_of] = 1.0
+    for case, value in index.query(_item(r)):
+        hits.setdefault(case, value)
+    hits.pop(r.case_number, None)
+    return list(hits.items())
 
 
 def _item(r: Report) -> DedupeItem:
@@ -109,11 +114,5 @@ def score(reports: Sequence[Report], pool: Sequence[Report]) -> dict[str, Scored
     known = {p.case_number for p in pool}
     out: dict[str, Scored] = {}
     for r in reports:
-        hits: dict[str, float] = {}
-        if r.duplicate_of and r.duplicate_of in known:
-            hits[r.duplicate_of] = 1.0
-        for case, value in index.query(_item(r)):
-            hits.setdefault(case, value)
-        hits.pop(r.case_number, None)
-        out[r.case_number] = list(hits.items())
+        out[r.case_number] = _hits(r, index, known)
     return out

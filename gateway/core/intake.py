@@ -395,18 +395,7 @@ class Intake:
         _apply(report, m)
         pending = []
         for ref in m.media:
-            row = Media(
-                report_id=report.id,
-                message_id=message_id,
-                kind=str(ref.kind),
-                provider_id=ref.provider_id,
-                url=ref.url,
-                sha256=ref.sha256,
-                content_type=ref.content_type,
-                size=ref.size,
-                state="stored" if ref.sha256 else "pending",
-                created_at=self.units.clock(),
-            )
+            row = Media(**media_values(ref, report.id, message_id, self.units.clock()))
             s.add(row)
             await s.flush()
             if not ref.sha256:
@@ -416,17 +405,39 @@ class Intake:
 
 def message_row(m: InboundMessage, report_id: int | None) -> Message:
     """The stored form of an inbound message."""
-    return Message(
-        report_id=report_id,
-        channel=m.channel,
-        channel_message_id=m.channel_message_id,
-        account=m.account,
-        sender=m.sender,
-        kind=str(m.kind),
-        text=m.text,
-        received_at=m.received_at,
-        raw=m.raw,
-    )
+    return Message(**message_values(m, report_id))
+
+
+def message_values(m: InboundMessage, report_id: int | None) -> dict[str, Any]:
+    """A ``messages`` row's columns for ``m`` (the ORM row and the batch's INSERT alike)."""
+    return {
+        "report_id": report_id,
+        "channel": m.channel,
+        "channel_message_id": m.channel_message_id,
+        "account": m.account,
+        "sender": m.sender,
+        "kind": str(m.kind),
+        "text": m.text,
+        "received_at": m.received_at,
+        "raw": m.raw,
+    }
+
+
+def media_values(ref: MediaRef, report_id: int | None, message_id: int | None, now: datetime) -> dict[str, Any]:
+    """A ``media`` row's columns: stored when the bytes came with the message, else pending a fetch."""
+    return {
+        "report_id": report_id,
+        "message_id": message_id,
+        "kind": str(ref.kind),
+        "provider_id": ref.provider_id,
+        "url": ref.url,
+        "sha256": ref.sha256,
+        "content_type": ref.content_type,
+        "size": ref.size,
+        "state": "stored" if ref.sha256 else "pending",
+        "attempts": 0,
+        "created_at": now,
+    }
 
 
 def _reply_for(report: Report, outcome: _Outcome, complete: bool, fresh: Sequence[InboundMessage] = ()) -> str:
@@ -467,6 +478,20 @@ _DRAFT_COLUMNS = (
 )
 
 
+# What messages change on a report (``_apply``) and the session: written for new and changed drafts.
+_DRAFT_FIELDS = (
+    "title",
+    "text",
+    "contact_phone",
+    "location_lat",
+    "location_lng",
+    "location_address",
+    "location_source",
+    "session_open",
+    "session_expires_at",
+)
+
+
 @dataclass(eq=False)
 class _Draft:
     """A report the batch makes or adds to, as the statements will leave it."""
@@ -489,6 +514,9 @@ class _Draft:
     idempotency_key: str | None = None
     new: bool = False
     changed: bool = False
+
+    def fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _DRAFT_FIELDS}
 
 
 @dataclass(eq=False)
@@ -727,23 +755,15 @@ class _Batch:
                 insert(_REPORTS).returning(_REPORTS.c.id, sort_by_parameter_order=True),
                 [
                     {
+                        **d.fields(),
                         "case_number": d.case_number,
                         "channel": d.channel,
                         "account": d.account,
                         "sender": d.sender,
-                        "title": d.title,
-                        "text": d.text,
-                        "contact_phone": d.contact_phone,
-                        "location_lat": d.location_lat,
-                        "location_lng": d.location_lng,
-                        "location_address": d.location_address,
-                        "location_source": d.location_source,
                         "status": str(Status.RECEIVED),
                         "priority": "P3",
                         "urgent": False,
                         "idempotency_key": d.idempotency_key,
-                        "session_open": d.session_open,
-                        "session_expires_at": d.session_expires_at,
                         "created_at": self.now,
                         "updated_at": self.now,
                     }
@@ -770,41 +790,13 @@ class _Batch:
         if changed:
             conn.execute(
                 update(_REPORTS).where(_REPORTS.c.id == bindparam("rid")),
-                [
-                    {
-                        "rid": d.id,
-                        "title": d.title,
-                        "text": d.text,
-                        "contact_phone": d.contact_phone,
-                        "location_lat": d.location_lat,
-                        "location_lng": d.location_lng,
-                        "location_address": d.location_address,
-                        "location_source": d.location_source,
-                        "session_open": d.session_open,
-                        "session_expires_at": d.session_expires_at,
-                        "updated_at": self.now,
-                    }
-                    for d in changed.values()
-                ],
+                [{**d.fields(), "rid": d.id, "updated_at": self.now} for d in changed.values()],
             )
         stored = [nm for a in answers for nm in a.messages]
         if stored:
             rows = conn.execute(
                 insert(_MESSAGES).returning(_MESSAGES.c.id, sort_by_parameter_order=True),
-                [
-                    {
-                        "report_id": nm.draft.id if nm.draft else None,
-                        "channel": nm.m.channel,
-                        "channel_message_id": nm.m.channel_message_id,
-                        "account": nm.m.account,
-                        "sender": nm.m.sender,
-                        "kind": str(nm.m.kind),
-                        "text": nm.m.text,
-                        "received_at": nm.m.received_at,
-                        "raw": nm.m.raw,
-                    }
-                    for nm in stored
-                ],
+                [message_values(nm.m, nm.draft.id if nm.draft else None) for nm in stored],
             )
             for nm, (mid,) in zip(stored, rows, strict=True):
                 nm.id = mid
@@ -812,22 +804,7 @@ class _Batch:
         if media:
             rows = conn.execute(
                 insert(_MEDIA).returning(_MEDIA.c.id, sort_by_parameter_order=True),
-                [
-                    {
-                        "report_id": nm.draft.id if nm.draft else None,
-                        "message_id": nm.id,
-                        "kind": str(ref.kind),
-                        "provider_id": ref.provider_id,
-                        "url": ref.url,
-                        "sha256": ref.sha256,
-                        "content_type": ref.content_type,
-                        "size": ref.size,
-                        "state": "stored" if ref.sha256 else "pending",
-                        "attempts": 0,
-                        "created_at": self.now,
-                    }
-                    for nm, ref in media
-                ],
+                [media_values(ref, nm.draft.id if nm.draft else None, nm.id, self.now) for nm, ref in media],
             )
             for (nm, ref), (media_id,) in zip(media, rows, strict=True):
                 if not ref.sha256:
