@@ -31,7 +31,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ from shapely.ops import unary_union
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the repository, for `adapters` and `nlp`
+from _load import free_port  # noqa: E402
 from _machine import print_machine  # noqa: E402 - bench/ is sys.path[0] when run as a script
 
 from adapters import dispatch  # noqa: E402
@@ -313,12 +313,6 @@ def gateway_poster(base: str) -> PostOne:
 # --------------------------------------------------------------------------- gateway processes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
 def gateway_env(work: Path, port: int, receiver: Receiver, model_dir: Path, redis_url: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}  # only ours count
     env.update(
@@ -400,7 +394,7 @@ async def wait_healthy(base: str, procs: Processes) -> None:
 
 async def measure_gateway(mode: str, label: str, receiver: Receiver, args: argparse.Namespace) -> Result:
     with tempfile.TemporaryDirectory(prefix="gw-bench-dispatch-") as tmp:
-        work, port = Path(tmp), _free_port()
+        work, port = Path(tmp), free_port()
         redis_url = args.redis_url if mode == "celery" else None
         procs = Processes(work, gateway_env(work, port, receiver, args.model_dir, redis_url))
         base = f"http://{LOOPBACK}:{port}"

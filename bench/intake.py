@@ -27,15 +27,11 @@ import json
 import math
 import multiprocessing
 import os
-import re
 import shutil
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -44,6 +40,7 @@ from typing import Any
 from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for `gateway`
+from _load import FreshDatabase, WrkFigures, free_port, local_pg, run_wrk  # noqa: E402
 from _machine import print_machine  # noqa: E402 - bench/ is sys.path[0] when run as a script
 
 LOOPBACK = "127.0.0.1"
@@ -72,11 +69,11 @@ class Result:
     latencies_ms: list[float]
     errors: list[str] = field(default_factory=list)
     server: dict[str, Any] = field(default_factory=dict)
-    wrk: dict[str, float] = field(default_factory=dict)  # answered, p50, p99 as wrk measured them
+    wrk: WrkFigures | None = None  # with --client wrk: its figures instead of latencies
 
     @property
     def answered(self) -> int:
-        return int(self.wrk["answered"]) if self.wrk else len(self.latencies_ms)
+        return self.wrk.answered if self.wrk else len(self.latencies_ms)
 
     @property
     def rate(self) -> float:
@@ -85,7 +82,7 @@ class Result:
     def percentile(self, q: float) -> float:
         """Nearest-rank percentile of the successful requests' latencies."""
         if self.wrk:
-            return self.wrk[f"p{round(q * 100)}"]
+            return {0.5: self.wrk.p50_ms, 0.99: self.wrk.p99_ms}[q]
         data = sorted(self.latencies_ms)
         if not data:
             return math.nan
@@ -266,7 +263,7 @@ async def load(url: str, start: int, count: int, concurrency: int) -> tuple[floa
 def run_target(target: Target, args: argparse.Namespace) -> Result:
     ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="gw-bench-") as workdir:
-        port = _free_port()
+        port = free_port()
         procs, pipes = [], []
         try:
             for _ in range(target.processes):
@@ -279,20 +276,18 @@ def run_target(target: Target, args: argparse.Namespace) -> Result:
                 _receive(parent, target, "ready", START_TIMEOUT_S)  # one at a time: the first migrates
             url = f"http://{LOOPBACK}:{port}{PATH}"
             _, warm, _ = asyncio.run(load(url, 0, args.warmup, args.concurrency))
+            measured: WrkFigures | None = None
             if args.client == "wrk":
-                seconds, measured = wrk_load(url, args, workdir)
-                latencies, errors = (
-                    [],
-                    [f"HTTP non-2xx or socket error × {measured['errors']:.0f}"] * bool(measured["errors"]),
-                )
+                measured = wrk_load(url, args, workdir)
+                seconds, latencies = measured.seconds, []
+                errors = [f"HTTP non-2xx or socket error × {measured.errors}"] * bool(measured.errors)
             else:
                 seconds, latencies, errors = asyncio.run(load(url, args.warmup, args.requests, args.concurrency))
-                measured = {}
             for parent in pipes:
                 parent.send("stop")
             done = [_receive(parent, target, "done", STOP_TIMEOUT_S) for parent in pipes]
             stats = max(done, key=lambda d: sum(d.get("reports", {}).values()))  # one shared database
-            answered = int(measured["answered"]) if measured else len(latencies)
+            answered = measured.answered if measured else len(latencies)
             stats["posted"] = len(warm) + answered  # warm-up posts are stored reports too
         finally:
             for proc in procs:
@@ -303,12 +298,6 @@ def run_target(target: Target, args: argparse.Namespace) -> Result:
     return Result(target.label, args.requests, seconds, latencies, errors, stats, measured)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
 WRK_LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -316,50 +305,11 @@ wrk.body = [[BODY]]
 """
 
 
-def wrk_load(url: str, args: argparse.Namespace, workdir: str) -> tuple[float, dict[str, float]]:
-    """``--duration`` seconds of wrk (one thread, ``--concurrency`` connections): answered, p50, p99."""
+def wrk_load(url: str, args: argparse.Namespace, workdir: str) -> WrkFigures:
+    """``--duration`` seconds of wrk (one thread, ``--concurrency`` connections) posting one complaint."""
     script = Path(workdir) / "post.lua"
     script.write_text(WRK_LUA.replace("BODY", json.dumps(payload(7), ensure_ascii=False)), encoding="utf-8")
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{args.concurrency}",
-            f"-d{args.duration}s",
-            "--latency",
-            "--timeout",
-            "10s",
-            "-s",
-            str(script),
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    total = int(_grab(r"(\d+) requests in", out))
-    seconds = float(_grab(r"requests in ([\d.]+)s", out))
-    bad = int(_grab(r"Non-2xx or 3xx responses: (\d+)", out, "0"))
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = bad + (sum(int(g) for g in sock.groups()) if sock else 0)
-    return seconds, {"answered": total - bad, "errors": errors, "p50": _wrk_ms(out, "50"), "p99": _wrk_ms(out, "99")}
-
-
-def _grab(pattern: str, text: str, default: str | None = None) -> str:
-    m = re.search(pattern, text)
-    if m is None:
-        if default is None:
-            raise RuntimeError(f"wrk printed no {pattern!r}:\n{text}")
-        return default
-    return m.group(1)
-
-
-def _wrk_ms(out: str, pct: str) -> float:
-    m = re.search(rf"{pct}%\s+([\d.]+)(us|ms|s)\b", out)
-    if m is None:
-        return math.nan
-    value, unit = float(m.group(1)), m.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    return run_wrk(url, args.concurrency, args.duration, script)
 
 
 def _receive(conn: Connection, target: Target, what: str, timeout: float) -> Any:
@@ -374,46 +324,6 @@ def _receive(conn: Connection, target: Target, what: str, timeout: float) -> Any
 
 
 # --------------------------------------------------------------------------- PostgreSQL database
-
-
-def _local_pg(url: str) -> Any:
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.drivername != "postgresql+asyncpg":
-        raise SystemExit("--database-url must be postgresql+asyncpg://...")
-    if parsed.host not in (LOOPBACK, "localhost", "::1"):
-        raise SystemExit(
-            "--database-url must point at a local server (127.0.0.1): the benchmark creates and drops a database"
-        )
-    return parsed
-
-
-async def _pg_admin(admin_url: str, sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-class FreshDatabase:
-    """A database of its own on the given server, created here and dropped on exit."""
-
-    def __init__(self, url: str) -> None:
-        parsed = _local_pg(url)
-        self.name = f"gw_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-        self.admin = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-        self.url = parsed.set(database=self.name).render_as_string(hide_password=False)
-
-    def __enter__(self) -> str:
-        asyncio.run(_pg_admin(self.admin, f'CREATE DATABASE "{self.name}"'))
-        return self.url
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run(_pg_admin(self.admin, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
 
 
 # --------------------------------------------------------------------------- report
@@ -481,7 +391,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.warmup is None:
         args.warmup = min(200, args.requests // 10)
     if args.database_url:
-        _local_pg(args.database_url)
+        local_pg(args.database_url)
     return args
 
 

@@ -19,6 +19,7 @@ process and whether it loaded torch, and checks that every answered message was 
     python bench/wechat.py                                   # SQLite, 10 s, 32 connections
     python bench/wechat.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/test --processes 1,2
     python bench/wechat.py --cold                            # a fresh first start, no warm-up
+    python bench/wechat.py --no-gc-freeze                    # start-up objects left to the collector
 
 The load comes from ``wrk`` (a Lua script makes each request distinct) when it is installed
 (Debian: ``apt install wrk``), else from an aiohttp client in this process, which costs about as
@@ -31,21 +32,20 @@ import argparse
 import asyncio
 import multiprocessing
 import os
-import re
 import shutil
 import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientSession, TCPConnector, web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for `gateway`
+from _load import FreshDatabase, free_port, run_wrk  # noqa: E402
 from _machine import print_machine  # noqa: E402 - bench/ is sys.path[0] when run as a script
 
 from channels.wechat import signature  # noqa: E402
@@ -92,16 +92,9 @@ class Result:
     stored: int = 0
     rss_mib: float = 0.0
     torch: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- servers
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def reference_app(database_url: str, var_dir: str, sync: str = "FULL") -> web.Application:
@@ -181,7 +174,7 @@ async def _pg(url: str, statements: list[str], fetch: str | None = None) -> Any:
         await conn.close()
 
 
-def gateway_app(database_url: str, var_dir: str, cold: bool) -> web.Application:
+def gateway_app(database_url: str, var_dir: str, cold: bool, gc_freeze: bool = True) -> web.Application:
     from channels.wechat import WeChatSettings
     from gateway.core.classify import PlaceholderClassifier
     from gateway.http.app import create_app
@@ -194,6 +187,7 @@ def gateway_app(database_url: str, var_dir: str, cold: bool) -> web.Application:
         var_dir=Path(var_dir),
         database_url=database_url or f"sqlite+aiosqlite:///{var_dir}/gateway.db",
         classifier="nlp" if cold else "placeholder",
+        gc_freeze=gc_freeze,
         log_format="json",
         log_level="WARNING",
         channel_settings={
@@ -207,14 +201,14 @@ def gateway_app(database_url: str, var_dir: str, cold: bool) -> web.Application:
     return create_app(settings, classifier=None if cold else PlaceholderClassifier(), migrate=True)
 
 
-def serve(kind: str, port: int, var_dir: str, database_url: str, cold: bool) -> None:
+def serve(kind: str, port: int, var_dir: str, database_url: str, cold: bool, gc_freeze: bool = True) -> None:
     import logging
 
     logging.disable(logging.INFO)
     if kind.startswith("reference"):
         app = reference_app(database_url, var_dir, "NORMAL" if kind == "reference-normal" else "FULL")
     else:
-        app = gateway_app(database_url, var_dir, cold)
+        app = gateway_app(database_url, var_dir, cold, gc_freeze)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, reuse_port=True)
 
 
@@ -277,43 +271,8 @@ def load_wrk(port: int, seconds: float, connections: int, run: str, workdir: str
     count = int(QUERIES_PER_SECOND * max(1.0, seconds)) + 1000
     queries.write_text("\n".join(_query(f"{run}n{i}") for i in range(count)) + "\n", encoding="utf-8")
     query = _query(f"{run}n0")
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{max(1, round(seconds))}s",
-            "--latency",
-            "--timeout",
-            "10s",
-            "-s",
-            str(script),
-            f"http://127.0.0.1:{port}{query}",
-            "--",
-            run,
-            str(queries),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    result = Result("")
-    result.rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    result.errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(int(g) for g in sock.groups()) if sock else 0)
-    result.answered = total - (int(non2xx.group(1)) if non2xx else 0)
-    result.p50_ms = _wrk_ms(re.search(r"50%\s+([\d.]+)(us|ms|s)", out))
-    result.p99_ms = _wrk_ms(re.search(r"99%\s+([\d.]+)(us|ms|s)", out))
-    return result
-
-
-def _wrk_ms(m: re.Match[str] | None) -> float:
-    if m is None:
-        return float("nan")
-    value, unit = float(m.group(1)), m.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    figures = run_wrk(f"http://127.0.0.1:{port}{query}", connections, seconds, script, [run, str(queries)])
+    return Result("", figures.rate, figures.p50_ms, figures.p99_ms, answered=figures.answered, errors=figures.errors)
 
 
 def _body(i: int, run: str) -> bytes:
@@ -379,11 +338,15 @@ def run_target(label: str, kind: str, processes: int, database_url: str, args: a
     with tempfile.TemporaryDirectory(prefix="bench-wechat-") as var_dir:
         if kind.startswith("reference"):
             reference_schema(database_url, var_dir)
-        port = _free_port()
+        port = free_port()
         servers = []
         try:
             for n in range(processes):
-                server = ctx.Process(target=serve, args=(kind, port, var_dir, database_url, args.cold), daemon=True)
+                server = ctx.Process(
+                    target=serve,
+                    args=(kind, port, var_dir, database_url, args.cold, not args.no_gc_freeze),
+                    daemon=True,
+                )
                 server.start()
                 servers.append(server)
                 if n == 0 and not (args.cold and kind == "gateway"):
@@ -408,17 +371,6 @@ def run_target(label: str, kind: str, processes: int, database_url: str, args: a
     return result
 
 
-def fresh_pg(url: str, name: str) -> str:
-    """A database of its own on the given server (dropped by ``drop_pg``)."""
-    base, _, _ = url.rpartition("/")
-    asyncio.run(_pg(url, [f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"']))
-    return f"{base}/{name}"
-
-
-def drop_pg(url: str, name: str) -> None:
-    asyncio.run(_pg(url, [f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)']))
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -430,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", default="1", help="gateway serving processes, e.g. 1,2 (PostgreSQL)")
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--cold", action="store_true", help="gateway from a fresh first start, bundled model")
+    parser.add_argument(
+        "--no-gc-freeze", action="store_true", help="gateway with GATEWAY_GC_FREEZE=false (to see what freezing buys)"
+    )
     args = parser.parse_args(argv)
     if args.client == "auto":
         args.client = "wrk" if shutil.which("wrk") else "python"
@@ -441,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nWeChat intake: {args.connections} connections, {args.duration:g} s per target, client {args.client}")
     print(f"  database: {'PostgreSQL' if pg else 'SQLite (WAL, synchronous=FULL), temporary files'}")
     print("  every request a new resident's text message (a new draft report in the gateway)")
+    if args.no_gc_freeze:
+        print("  gateway: GATEWAY_GC_FREEZE=false (start-up objects stay in the garbage collector's reach)")
     if args.cold:
         print("  gateway: fresh first start with the bundled model, load from the moment the port opens")
     if args.client == "python":
@@ -452,16 +409,12 @@ def main(argv: list[str] | None = None) -> int:
     targets = [("reference", "reference", 1), *normal] + [
         (f"gateway ×{n}" if len(counts) > 1 or n > 1 else "gateway", "gateway", n) for n in counts
     ]
-    for i, (label, kind, n) in enumerate(targets):
-        url = args.database_url
-        name = f"bench_wechat_{os.getpid()}_{i}"
-        if pg:
-            url = fresh_pg(args.database_url, name)
-        try:
+    for label, kind, n in targets:
+        if not pg:
+            results.append(run_target(label, kind, n, args.database_url, args))
+            continue
+        with FreshDatabase(args.database_url) as url:  # a database of its own per target
             results.append(run_target(label, kind, n, url, args))
-        finally:
-            if pg:
-                drop_pg(args.database_url, name)
     return 0 if report(results, args) else 1
 
 

@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _load import free_port
 from _machine import print_machine
 from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector
 from dispatch import (
@@ -32,7 +33,6 @@ from dispatch import (
     Receiver,
     _check_redis,
     _empty_redis,
-    _free_port,
     gateway_env,
     gateway_poster,
     payload,
@@ -65,7 +65,7 @@ async def measure(args: argparse.Namespace) -> tuple[float, int, float]:
     receiver = Receiver()  # never started: deliveries stay queued (the worker does not take them)
     receiver.url = f"http://{LOOPBACK}:9/unused"
     with tempfile.TemporaryDirectory(prefix="gw-bench-worker-") as tmp:
-        work, port = Path(tmp), _free_port()
+        work, port = Path(tmp), free_port()
         env = gateway_env(work, port, receiver, args.model_dir, args.redis_url)
         env["GATEWAY_STUCK_AFTER_S"] = "3600"  # no sweeper copies while the backlog waits
         db = work / "var" / "gateway.db"

@@ -189,8 +189,9 @@ async def _freeze_when_warm(warm_ups: list[asyncio.Task[None]]) -> None:
     """Once the model and the grid are loaded, move every object alive then (the gazetteer, the
     grid's polygons, the model: millions of objects that live as long as the process) out of the
     cyclic garbage collector's reach (``gc.freeze``). Its full collections then walk only what
-    requests create, not the whole start-up heap: intake's p99 under load fell from about
-    170 ms to about 70 ms (bench/wechat.py). Freezing is O(1); no collection runs here."""
+    requests create, not the whole start-up heap: WeChat intake's p99 at 32 connections is about
+    39 ms with it and 110 ms without (``bench/wechat.py`` and ``bench/wechat.py --no-gc-freeze``).
+    Freezing is O(1); no collection runs here."""
     if warm_ups:
         await asyncio.wait(warm_ups)  # not gather: cancelling this must not cancel the warm-ups
     gc.freeze()
