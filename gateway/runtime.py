@@ -194,7 +194,7 @@ def build_runtime(
     media = media if media is not None else LocalMediaStore(settings.media_path)
     placer = Placer(settings)  # the grid itself is loaded once per process (gateway/core/placing.py)
     pipeline, outbox, ratings = build_pipeline(settings, db, runner, classifier, chans, metrics=metrics, placer=placer)
-    services = Services(settings=settings, media=media, http=http, channels=chans, accounts=accounts)
+    services = Services(settings=settings, media=media, http=http, channels=chans, accounts=accounts, outbox=outbox)
     context = TaskContext(pipeline=pipeline, services=services)
     if isinstance(runner, InProcessRunner):
         runner.bind(context)

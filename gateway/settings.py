@@ -232,8 +232,20 @@ def signing_key(settings: Settings, purpose: str) -> bytes:
     if settings.secret_key is not None and settings.secret_key.get_secret_value():
         root = settings.secret_key.get_secret_value().encode()
     else:
-        root = _dev_key((Path(settings.var_dir) / "secret.key").resolve())
+        var_dir = str(settings.var_dir)
+        root = _dev_key_in(var_dir, "" if os.path.isabs(var_dir) else os.getcwd())
+    return _derive(root, purpose)
+
+
+@cache  # signing runs on request paths (every complaint's owner link): derive each key once
+def _derive(root: bytes, purpose: str) -> bytes:
     return hmac.new(root, purpose.encode(), hashlib.sha256).digest()
+
+
+@cache
+def _dev_key_in(var_dir: str, cwd: str) -> bytes:
+    """The development key of ``var_dir`` (relative to ``cwd`` unless absolute)."""
+    return _dev_key((Path(cwd) / var_dir / "secret.key").resolve())
 
 
 @cache  # read once per process: signing happens on request paths (status pages, rating links)

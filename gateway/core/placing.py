@@ -23,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -73,6 +74,29 @@ class Placement:
         if self.match is None:
             return {"method": self.method, "version": self.version}
         return {**self.match.as_dict(), "method": self.method, "version": self.version}
+
+
+# A contact's last position: (lat, lng, when), any of them unknown.
+LastPosition = tuple[float | None, float | None, datetime | None]
+
+
+class Placeable(Protocol):
+    """What placing reads of a report: an ORM ``Report`` or triage's plain row."""
+
+    @property
+    def channel(self) -> str: ...
+    @property
+    def location_lat(self) -> float | None: ...
+    @property
+    def location_lng(self) -> float | None: ...
+    @property
+    def location_address(self) -> str | None: ...
+    @property
+    def title(self) -> str | None: ...
+    @property
+    def text(self) -> str | None: ...
+    @property
+    def created_at(self) -> datetime: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,15 +162,26 @@ class Placer:
 
     async def place(self, s: AsyncSession, report: Report) -> Placement:
         """Where ``report`` lands (reads its contact in ``s``; the lookup runs in a thread)."""
-        facts = Facts(
+        contact = await s.scalar(
+            select(Contact).where(Contact.channel == report.channel, Contact.address == report.sender)
+        )
+        position = None if contact is None else (contact.last_lat, contact.last_lng, contact.last_location_at)
+        return await asyncio.to_thread(self.place_facts, self.facts(report, position))
+
+    def facts(self, report: Placeable, contact: LastPosition | None) -> Facts:
+        """What ``report`` offers to place it by; ``contact``: its sender's last known position."""
+        return Facts(
             report.channel,
             report.location_lat,
             report.location_lng,
             report.location_address or "",
             "\n".join(p for p in (report.title, report.text) if p),
-            await self._contact_position(s, report),
+            self._recent_position(contact, report.created_at),
         )
-        return await asyncio.to_thread(self.place_facts, facts)
+
+    def place_many(self, facts: Sequence[Facts]) -> list[Placement]:
+        """CPU-bound (run it in a thread): ``place_facts`` for a batch."""
+        return [self.place_facts(f) for f in facts]
 
     def place_facts(self, facts: Facts) -> Placement:
         grid, snap = self.grid, self.settings.grid_snap_m
@@ -166,15 +201,15 @@ class Placer:
                 return Placement(match, match.method.value, grid.version)
         return Placement(None, NONE, grid.version)
 
-    async def _contact_position(self, s: AsyncSession, report: Report) -> tuple[float, float] | None:
-        contact = await s.scalar(
-            select(Contact).where(Contact.channel == report.channel, Contact.address == report.sender)
-        )
-        if contact is None or contact.last_lat is None or contact.last_lng is None or contact.last_location_at is None:
+    def _recent_position(self, contact: LastPosition | None, made: datetime) -> tuple[float, float] | None:
+        if contact is None:
             return None
-        if not _recent(contact.last_location_at, report.created_at, self.settings.contact_location_max_age_s):
+        lat, lng, at = contact
+        if lat is None or lng is None or at is None:
             return None
-        return (contact.last_lat, contact.last_lng)
+        if not _recent(at, made, self.settings.contact_location_max_age_s):
+            return None
+        return (lat, lng)
 
 
 def _recent(seen: datetime, made: datetime, max_age_s: int) -> bool:
@@ -183,10 +218,18 @@ def _recent(seen: datetime, made: datetime, max_age_s: int) -> bool:
 
 def apply(report: Report, placement: Placement) -> None:
     """Store a placement on the report's grid columns."""
+    for name, value in columns(placement).items():
+        setattr(report, name, value)
+
+
+def columns(placement: Placement) -> dict[str, Any]:
+    """A placement as the values of the report's grid columns."""
     match = placement.match
-    report.grid_code = match.code if match else None
-    report.grid_level = match.level.label if match else None
-    report.grid_path = [step.as_dict() for step in match.path] if match else None
-    report.grid_method = placement.method
-    report.grid_confidence = round(match.confidence, 3) if match else None
-    report.grid_version = placement.version
+    return {
+        "grid_code": match.code if match else None,
+        "grid_level": match.level.label if match else None,
+        "grid_path": [step.as_dict() for step in match.path] if match else None,
+        "grid_method": placement.method,
+        "grid_confidence": round(match.confidence, 3) if match else None,
+        "grid_version": placement.version,
+    }

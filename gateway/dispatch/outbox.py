@@ -22,25 +22,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from adapters import dispatch
 from adapters.routing import DEFAULT_TARGET, RoutingTable, Target, load_routing
 from gateway.core import replies
+from gateway.core.groupcommit import GroupCommit
 from gateway.core.leases import boot_id
 from gateway.core.lifecycle import Status
 from gateway.core.schema import report_json
+from gateway.core.transitions import Followup, Move
 from gateway.core.units import SYSTEM, Units, after_commit
 from gateway.db import Database, Delivery, DeliveryAttempt, Report
 from gateway.tasks.runners import TaskContext, backoff
@@ -54,11 +58,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_DELIVERIES = cast(Table, Delivery.__table__)
+
 TASK = "deliver_dispatch"
 URGENT_TASK = "deliver_dispatch_urgent"
 LEASE_MARGIN_S = 60.0
 UNCONFIGURED_RECHECK_S = 300.0
 SWEEP_BATCH = 1000
+CLAIM_BATCH = 32  # deliveries claimed in one transaction, then sent concurrently
 PARKED = "no dispatch target"  # last_error of a delivery waiting for dispatch to be configured
 DEAD_STATES = ("dead", "rejected")
 # Default handling deadlines per priority: the taxonomy's `priorities` section (Beijing 接诉即办
@@ -99,9 +106,18 @@ def routing_for(settings: Settings) -> RoutingTable:
 
 @dataclass(frozen=True, slots=True)
 class _Job:
+    pk: int
     delivery_id: str
     target: Target
     body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    """A ``deliver`` call's share of a claim batch: its own job, and the due ones taken along."""
+
+    job: _Job | None
+    along: tuple[_Job, ...] = ()
 
 
 class DeliveryWriter:
@@ -123,24 +139,68 @@ class DeliveryWriter:
         )
         if pending is not None:
             return
-        now = self.units.clock()
-        dest = self.routing.route(report.category_code, report.location_address, report.grid_path)
         row = Delivery(
-            delivery_id=str(uuid.uuid4()),
-            report_id=report.id,
-            target=dest.name if dest else DEFAULT_TARGET,
-            department=dest.department if dest else None,
-            priority=report.priority,
-            urgent=report.urgent,
-            state="pending",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-            updated_at=now,
+            **self._row(
+                report.id,
+                report.category_code,
+                report.location_address,
+                report.grid_path,
+                report.priority,
+                report.urgent,
+                self.units.clock(),
+            )
         )
         s.add(row)
         await s.flush()
         after_commit(s, task_for(row.priority, row.urgent), row.id)
+
+    def on_moves(self, conn: Connection, moves: Sequence[Move], now: datetime) -> list[Followup]:
+        """The same for a batch of moves (``Lifecycle.write_moves``): one select, one insert."""
+        ready = {m.report_id: m for m in moves if m.target == Status.READY}
+        if not ready:
+            return []
+        pending = set(
+            conn.scalars(
+                select(_DELIVERIES.c.report_id).where(
+                    _DELIVERIES.c.report_id.in_(list(ready)), _DELIVERIES.c.state == "pending"
+                )
+            )
+        )
+        rows = [
+            self._row(m.report_id, m.category_code, m.location_address, m.grid_path, m.priority, m.urgent, now)
+            for m in ready.values()
+            if m.report_id not in pending
+        ]
+        if not rows:
+            return []
+        ids = conn.execute(insert(_DELIVERIES).returning(_DELIVERIES.c.id, sort_by_parameter_order=True), rows)
+        return [(task_for(row["priority"], row["urgent"]), (pk,), 0.0) for row, (pk,) in zip(rows, ids, strict=True)]
+
+    def _row(
+        self,
+        report_id: int,
+        category_code: str | None,
+        address: str | None,
+        grid_path: list[dict[str, Any]] | None,
+        priority: str,
+        urgent: bool,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """A new pending delivery of a report, routed by its category, address and grid path."""
+        dest = self.routing.route(category_code, address, grid_path)
+        return {
+            "delivery_id": str(uuid.uuid4()),
+            "report_id": report_id,
+            "target": dest.name if dest else DEFAULT_TARGET,
+            "department": dest.department if dest else None,
+            "priority": priority,
+            "urgent": urgent,
+            "state": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
 
     async def sweep(self) -> int:
         """Enqueue every due pending delivery, urgent and higher priority first."""
@@ -165,12 +225,24 @@ _UNRECORDED_MAX = 10_000
 
 
 class Outbox:
-    """Drains the outbox: one delivery attempt at a time, replays of dead letters, listings."""
+    """Drains the outbox: delivery attempts, replays of dead letters, listings.
+
+    Attempts are batched like intake and triage. Concurrent ``deliver`` calls of a process are
+    coalesced (``GroupCommit``): one transaction claims the batch, topped up with other due
+    deliveries (``CLAIM_BATCH`` in all; on PostgreSQL ``SKIP LOCKED`` leaves other workers' rows
+    alone), the batch's webhooks go out concurrently, and one transaction records their outcomes.
+    A Celery worker, which runs one task at a time, so still sends a backlog many at a time. The
+    delivery tasks of rows a batch took along find them leased or done and do nothing.
+    """
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
         self.settings = pipeline.settings
         self.routing = routing_for(pipeline.settings)
+        self._claiming: GroupCommit[int, _Claimed] = GroupCommit(self._claim_batch, max_batch=CLAIM_BATCH)
+        self._recording: GroupCommit[tuple[int, dispatch.AttemptResult], str] = GroupCommit(
+            self._record_batch, max_batch=4 * CLAIM_BATCH
+        )
 
     async def release_parked(self) -> int:
         """At start-up, with a dispatch target configured: deliveries parked while there was none
@@ -194,54 +266,102 @@ class Outbox:
     # ------------------------------------------------------------------ draining it
 
     async def deliver(self, http: ClientSession, delivery_pk: int) -> str | None:
-        """One attempt at a due delivery; returns its new state, None when there was nothing to do."""
-        key = (self.pipeline.db.url, delivery_pk)
-        result = _UNRECORDED.pop(key, None)
-        if result is None:
-            job = await self._claim(delivery_pk)
-            if job is None:
-                return None
-            result = await dispatch.send(
-                http, job.target, job.delivery_id, job.body, timeout_s=self.settings.dispatch_timeout_s
-            )
-        try:
+        """One attempt at a due delivery (and at the due ones its batch took along); returns its new
+        state, None when there was nothing to do."""
+        result = _UNRECORDED.pop((self.pipeline.db.url, delivery_pk), None)
+        if result is not None:
             return await self._record(delivery_pk, result)
+        claimed = await self._claiming.submit(delivery_pk)
+        states = await asyncio.gather(
+            *(self._attempt(http, job) for job in (claimed.job, *claimed.along) if job is not None)
+        )
+        return states[0] if claimed.job is not None else None
+
+    async def _claim(self, delivery_pk: int) -> _Job | None:
+        """Claim one delivery (a lease), without taking others along; its job, or None."""
+        claimed = await self.pipeline.db.run_sync(partial(self._claim_sync, [delivery_pk], 0))
+        return claimed[0].job
+
+    async def _attempt(self, http: ClientSession, job: _Job) -> str:
+        result = await dispatch.send(
+            http, job.target, job.delivery_id, job.body, timeout_s=self.settings.dispatch_timeout_s
+        )
+        return await self._record(job.pk, result)
+
+    async def _record(self, delivery_pk: int, result: dispatch.AttemptResult) -> str:
+        try:
+            return await self._recording.submit((delivery_pk, result))
         except Exception:
             # Sent, but the database went away before the outcome was written: the row still holds
             # this process's lease, so the task's retry would find nothing due until it ran out.
             # The retry writes this outcome instead of sending again (a lease whose process died is
-            # released by reaping, gateway/core/leases.py).
+            # released by reaping, gateway/core/leases.py). A row a batch took along is retried by
+            # its own task, or by the sweeper once its lease is released.
             while len(_UNRECORDED) >= _UNRECORDED_MAX:
                 _UNRECORDED.pop(next(iter(_UNRECORDED)))
-            _UNRECORDED[key] = result
+            _UNRECORDED[(self.pipeline.db.url, delivery_pk)] = result
             raise
 
-    async def _claim(self, delivery_pk: int) -> _Job | None:
-        async with self.pipeline.unit() as s:
-            d = await s.get(Delivery, delivery_pk, with_for_update=True)
-            now = self.pipeline.clock()
-            if d is None or d.state != "pending" or d.next_attempt_at > now:
-                return None  # done, dead, or another worker holds the lease
-            report = await s.get(Report, d.report_id, options=[selectinload(Report.media)])
-            if report is None or report.status != Status.READY:
-                d.state, d.last_error = "cancelled", f"report is {report.status if report else 'gone'}"
-                d.updated_at = now
-                return None
-            dest = self.routing.target(d.target) or self.routing.route(
-                report.category_code, report.location_address, report.grid_path
-            )
-            if dest is None:
-                # Not a failure of dispatch: keep the row and look again later (and after a replay).
-                d.next_attempt_at = now + timedelta(seconds=UNCONFIGURED_RECHECK_S)
-                d.last_error = PARKED + ": set GATEWAY_DISPATCH_URL or GATEWAY_ROUTING_TABLE"
-                log.warning("dispatch not configured", extra={"delivery": d.delivery_id, "target": d.target})
-                return None
-            d.attempts += 1
-            d.next_attempt_at = now + timedelta(seconds=self.settings.dispatch_timeout_s + LEASE_MARGIN_S)
-            d.claimed_by = boot_id()
+    async def _claim_batch(self, pks: Sequence[int]) -> list[_Claimed | BaseException]:
+        try:
+            return list(await self.pipeline.db.run_sync(partial(self._claim_sync, pks, CLAIM_BATCH - len(pks))))
+        except Exception as exc:  # every caller's task fails (and is retried)
+            return [exc for _ in pks]
+
+    def _claim_sync(self, pks: Sequence[int], room: int, conn: Connection) -> list[_Claimed]:
+        """One transaction: lease the due ones of ``pks``, and up to ``room`` other due deliveries
+        (urgent and higher priority first) that no other worker holds. Per pk: its job (None when
+        done, dead, or leased by another worker), the first also carrying the ones taken along."""
+        now = self.pipeline.clock()
+        with Session(bind=conn) as s:
+            mine = list(s.scalars(select(Delivery).where(Delivery.id.in_(pks)).with_for_update()))
+            along: list[Delivery] = []
+            if room > 0:
+                due = (
+                    select(Delivery)
+                    .where(Delivery.state == "pending", Delivery.next_attempt_at <= now, Delivery.id.not_in(pks))
+                    .order_by(Delivery.urgent.desc(), Delivery.priority, Delivery.next_attempt_at, Delivery.id)
+                    .limit(room)
+                    .with_for_update(skip_locked=True)
+                )
+                along = list(s.scalars(due))
+            report_ids = {d.report_id for d in (*mine, *along)}
+            reports = {
+                r.id: r
+                for r in s.scalars(select(Report).where(Report.id.in_(report_ids)).options(selectinload(Report.media)))
+            }
+            jobs = {d.id: self._lease(d, reports.get(d.report_id), now) for d in (*mine, *along)}
+            s.flush()
+        claimed = [_Claimed(jobs.get(pk)) for pk in pks]
+        extra = [job for d in along if (job := jobs[d.id]) is not None]
+        if claimed:
+            claimed[0] = _Claimed(claimed[0].job, tuple(extra))
+        return claimed
+
+    def _lease(self, d: Delivery, report: Report | None, now: datetime) -> _Job | None:
+        """Lease ``d`` to this process (``next_attempt_at`` past the send timeout) and build its
+        webhook; None when it is not due, or its report moved on (cancelled) or has no target."""
+        if d.state != "pending" or d.next_attempt_at > now:
+            return None  # done, dead, or another worker holds the lease
+        if report is None or report.status != Status.READY:
+            d.state, d.last_error = "cancelled", f"report is {report.status if report else 'gone'}"
             d.updated_at = now
-            body = dispatch.encode(self._payload(report, d))
-            return _Job(d.delivery_id, dest, body)
+            return None
+        dest = self.routing.target(d.target) or self.routing.route(
+            report.category_code, report.location_address, report.grid_path
+        )
+        if dest is None:
+            # Not a failure of dispatch: keep the row and look again later (and after a replay).
+            d.next_attempt_at = now + timedelta(seconds=UNCONFIGURED_RECHECK_S)
+            d.last_error = PARKED + ": set GATEWAY_DISPATCH_URL or GATEWAY_ROUTING_TABLE"
+            log.warning("dispatch not configured", extra={"delivery": d.delivery_id, "target": d.target})
+            return None
+        d.attempts += 1
+        d.next_attempt_at = now + timedelta(seconds=self.settings.dispatch_timeout_s + LEASE_MARGIN_S)
+        d.claimed_by = boot_id()
+        d.updated_at = now
+        body = dispatch.encode(self._payload(report, d))
+        return _Job(d.id, d.delivery_id, dest, body)
 
     def _payload(self, report: Report, d: Delivery) -> dict[str, Any]:
         mask = None
@@ -254,44 +374,73 @@ class Outbox:
         payload["target"] = d.target
         return payload
 
-    async def _record(self, delivery_pk: int, result: dispatch.AttemptResult) -> str:
-        async with self.pipeline.unit() as s:
-            d = await s.get(Delivery, delivery_pk, with_for_update=True)
-            assert d is not None
-            now = self.pipeline.clock()
-            s.add(
-                DeliveryAttempt(
-                    delivery_id=d.id,
-                    number=d.attempts,
-                    at=now,
-                    outcome=str(result.outcome),
-                    status_code=result.status_code,
-                    latency_ms=result.latency_ms,
-                    error=result.error,
-                )
-            )
-            d.last_status_code, d.last_error, d.updated_at = result.status_code, result.error, now
-            d.claimed_by = None
-            extra = {"delivery": d.delivery_id, "target": d.target, "attempt": d.attempts, "status": result.status_code}
-            if result.outcome is dispatch.Outcome.DELIVERED:
-                d.state, d.delivered_at = "delivered", now
-                await self._mark_dispatched(s, d)
-                log.info("dispatch delivered", extra=extra)
-            elif result.outcome is dispatch.Outcome.REJECTED:
-                d.state = "rejected"
-                log.warning("dispatch rejected the delivery", extra={**extra, "error": result.error})
-            else:
-                d.failing_since = d.failing_since or now
-                _alert(d, now, result.error, self.settings.dispatch_alert_interval_s)
-                if now - d.failing_since >= timedelta(seconds=self.settings.dispatch_retry_for_s):
-                    d.state = "dead"
-                    log.error("dispatch delivery dead-lettered", extra={**extra, "error": result.error})
-                else:
-                    self._reschedule(s, d, now, result)
-                    log.info("dispatch delivery will be retried", extra={**extra, "error": result.error})
-            return d.state
+    async def _record_batch(self, items: Sequence[tuple[int, dispatch.AttemptResult]]) -> list[str | BaseException]:
+        try:
+            states, moves, followups = await self.pipeline.db.run_sync(partial(self._record_sync, items))
+        except Exception as exc:
+            return [exc for _ in items]
+        for name, args, delay in followups:
+            await self.pipeline.units.enqueue(name, *args, delay=delay)
+        self.pipeline.lifecycle.count_moves(moves)
+        return list(states)
 
-    def _reschedule(self, s: AsyncSession, d: Delivery, now: datetime, result: dispatch.AttemptResult) -> None:
+    def _record_sync(
+        self, items: Sequence[tuple[int, dispatch.AttemptResult]], conn: Connection
+    ) -> tuple[list[str], list[Move], list[Followup]]:
+        """One transaction: each attempt's row, each delivery's new state; a delivered report moves
+        to ``dispatched``. The tasks to enqueue after commit (retries) come back with it."""
+        now = self.pipeline.clock()
+        followups: list[Followup] = []
+        with Session(bind=conn) as s:
+            pks = [pk for pk, _ in items]
+            found = {d.id: d for d in s.scalars(select(Delivery).where(Delivery.id.in_(pks)).with_for_update())}
+            delivered: list[Delivery] = []
+            states: list[str] = []
+            for pk, result in items:
+                d = found[pk]
+                states.append(self._outcome(s, d, result, now, followups))
+                if d.state == "delivered" and result.outcome is dispatch.Outcome.DELIVERED:
+                    delivered.append(d)
+            moves = self._dispatched(s, delivered, now)
+            s.flush()
+        followups += self.pipeline.lifecycle.write_moves(conn, moves, now)
+        return states, moves, followups
+
+    def _outcome(
+        self, s: Session, d: Delivery, result: dispatch.AttemptResult, now: datetime, followups: list[Followup]
+    ) -> str:
+        s.add(
+            DeliveryAttempt(
+                delivery_id=d.id,
+                number=d.attempts,
+                at=now,
+                outcome=str(result.outcome),
+                status_code=result.status_code,
+                latency_ms=result.latency_ms,
+                error=result.error,
+            )
+        )
+        d.last_status_code, d.last_error, d.updated_at = result.status_code, result.error, now
+        d.claimed_by = None
+        extra = {"delivery": d.delivery_id, "target": d.target, "attempt": d.attempts, "status": result.status_code}
+        if result.outcome is dispatch.Outcome.DELIVERED:
+            d.state, d.delivered_at = "delivered", now
+            log.info("dispatch delivered", extra=extra)
+        elif result.outcome is dispatch.Outcome.REJECTED:
+            d.state = "rejected"
+            log.warning("dispatch rejected the delivery", extra={**extra, "error": result.error})
+        else:
+            d.failing_since = d.failing_since or now
+            _alert(d, now, result.error, self.settings.dispatch_alert_interval_s)
+            if now - d.failing_since >= timedelta(seconds=self.settings.dispatch_retry_for_s):
+                d.state = "dead"
+                log.error("dispatch delivery dead-lettered", extra={**extra, "error": result.error})
+            else:
+                followups.append(self._reschedule(d, now, result))
+                log.info("dispatch delivery will be retried", extra={**extra, "error": result.error})
+        return d.state
+
+    def _reschedule(self, d: Delivery, now: datetime, result: dispatch.AttemptResult) -> Followup:
         """The next attempt after backoff, and never later than the end of the retry period, so the
         last attempt is made when it ends."""
         cap = self.settings.dispatch_backoff_cap_s
@@ -302,14 +451,43 @@ class Outbox:
         end = d.failing_since + timedelta(seconds=self.settings.dispatch_retry_for_s)
         wait = max(0.0, min(wait, (end - now).total_seconds()))
         d.next_attempt_at = now + timedelta(seconds=wait)
-        after_commit(s, task_for(d.priority, d.urgent), d.id, delay=wait)
+        return (task_for(d.priority, d.urgent), (d.id,), wait)
 
-    async def _mark_dispatched(self, s: AsyncSession, d: Delivery) -> None:
-        report = await s.get(Report, d.report_id, with_for_update=True)
-        if report is not None and report.status == Status.READY:
+    def _dispatched(self, s: Session, delivered: Sequence[Delivery], now: datetime) -> list[Move]:
+        """Delivered reports still ``ready`` move to ``dispatched`` (their rows here, their history,
+        news and listeners through ``Lifecycle.write_moves``)."""
+        if not delivered:
+            return []
+        query = select(Report).where(Report.id.in_([d.report_id for d in delivered])).with_for_update()
+        reports = {r.id: r for r in s.scalars(query)}
+        moves: list[Move] = []
+        for d in delivered:
+            report = reports.get(d.report_id)
+            if report is None or report.status != Status.READY:
+                continue
             note = replies.DISPATCHED_TO.format(department=d.department) if d.department else None
-            data = {"delivery_id": d.delivery_id, "target": d.target}
-            await self.pipeline.transition(s, report, Status.DISPATCHED, SYSTEM, note=note, data=data)
+            report.status, report.updated_at = str(Status.DISPATCHED), now
+            moves.append(
+                Move(
+                    report_id=report.id,
+                    case_number=report.case_number,
+                    channel=report.channel,
+                    account=report.account,
+                    sender=report.sender,
+                    current=Status.READY,
+                    target=Status.DISPATCHED,
+                    actor=SYSTEM,
+                    note=note,
+                    data={"delivery_id": d.delivery_id, "target": d.target},
+                    category_code=report.category_code,
+                    location_address=report.location_address,
+                    grid_path=report.grid_path,
+                    priority=report.priority,
+                    urgent=report.urgent,
+                    duplicate_of=report.duplicate_of,
+                )
+            )
+        return moves
 
     # ------------------------------------------------------------------ operators
 
@@ -434,7 +612,9 @@ def install(pipeline: Pipeline) -> Outbox:
 
 async def deliver_dispatch(ctx: TaskContext, delivery_pk: int) -> None:
     """The task: id in, one attempt, idempotent (a delivered or leased row is left alone)."""
-    await Outbox(ctx.pipeline).deliver(ctx.services["http"], delivery_pk)
+    # The process's outbox (built by the composition root), so that concurrent tasks share batches.
+    box = ctx.services.get("outbox") or Outbox(ctx.pipeline)
+    await box.deliver(ctx.services["http"], delivery_pk)
 
 
 async def settle(box: Outbox) -> None:

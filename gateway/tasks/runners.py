@@ -21,7 +21,7 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from celery import Celery
 from redis import Redis
@@ -38,6 +38,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class Deliverer(Protocol):
+    """The outbox as tasks use it (``gateway/dispatch/outbox.py``)."""
+
+    async def deliver(self, http: ClientSession, delivery_pk: int) -> str | None: ...
+
+
 class Services(TypedDict, total=False):
     """What tasks use besides the pipeline, built by the composition root (``gateway/runtime.py``)."""
 
@@ -46,6 +52,7 @@ class Services(TypedDict, total=False):
     http: ClientSession
     channels: dict[str, BaseChannel]
     accounts: dict[tuple[str, str], Account]
+    outbox: Deliverer  # the process's one outbox (gateway/dispatch/outbox.py), whose batches tasks share
 
 
 @dataclass
