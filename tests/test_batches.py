@@ -13,6 +13,8 @@ from sqlalchemy import func, select
 from gateway.core.lifecycle import IllegalTransition, Status
 from gateway.core.transitions import Move
 from gateway.db import Delivery, History, Report
+from gateway.tasks.runners import TaskContext
+from gateway.tasks.table import classify_report as classify_task
 from tests.dispatch_support import DroppingRunner, Process, Resident, deliveries, fast_dispatch
 
 # Different problems, so that the twin check sends none of them to moderators.
@@ -50,6 +52,8 @@ async def test_concurrent_classify_tasks_share_a_batch_and_write_what_one_at_a_t
             r = await gw.pipeline.intake([Resident().says(text, complete=True)])
             assert r.report_id is not None
             ids.append(r.report_id)
+        # Intake enqueued a classification task per batch it stored (one intake at a time here).
+        assert [args for name, args in runner.enqueued if name == "classify_report"] == [(i,) for i in ids]
         batches = gw.pipeline.triage._coalesce.batches
         statuses = await asyncio.gather(*(gw.pipeline.classify_report(i) for i in ids))
         # One batch holds every call, and each call hears the status its report reached.
@@ -66,9 +70,8 @@ async def test_concurrent_classify_tasks_share_a_batch_and_write_what_one_at_a_t
             ]
         rows = await deliveries(gw.db)
         assert sorted(d.report_id for d in rows) == sorted(ids)  # one delivery each, in the same transaction
-        assert sorted(args[0] for name, args in runner.enqueued if name == "deliver_dispatch") == sorted(
-            d.id for d in rows
-        )
+        # ... and one delivery task for the batch's deliveries, after commit.
+        assert [args for name, args in runner.enqueued if name == "deliver_dispatch"] == [tuple(d.id for d in rows)]
         # A classify task that comes again finds nothing to do and writes nothing.
         assert await gw.pipeline.classify_report(ids[3]) is None
         assert len(await _history(gw, ids[3])) == 3
@@ -140,3 +143,18 @@ async def test_write_moves_refuses_a_move_the_lifecycle_forbids_before_writing(m
         with pytest.raises(IllegalTransition):
             await gw.db.run_sync(lambda conn: gw.pipeline.lifecycle.write_moves(conn, [ok, bad], gw.pipeline.clock()))
         assert await _history(gw, report.id) == before
+
+
+async def test_an_intake_batch_enqueues_one_classification_task_for_its_reports(make_settings: Any, fake: Any) -> None:
+    runner = DroppingRunner()
+    async with Process(make_settings(**fast_dispatch(fake)), runner=runner) as gw:
+        results = await asyncio.gather(
+            *(gw.pipeline.intake([Resident().says(text, complete=True)]) for text in PROBLEMS)
+        )
+        tasks = [args for name, args in runner.enqueued if name == "classify_report"]
+        assert sorted(i for args in tasks for i in args) == sorted(r.report_id for r in results)
+        assert len(tasks) < len(PROBLEMS)  # batches, not a task per report
+        await classify_task(TaskContext(pipeline=gw.pipeline), *tasks[0])
+        async with gw.db.session() as s:
+            ready = await s.scalar(select(func.count()).select_from(Report).where(Report.status == Status.READY))
+        assert ready == len(PROBLEMS)  # the first task's batch took the waiting ones along

@@ -172,9 +172,7 @@ class Intake:
             return IntakeResult(None, None, None, reply=done.reply)
         for media_id in done.new_media:
             await self.units.runner.enqueue("fetch_media", media_id)
-        if done.closed:
-            await self.units.runner.enqueue("classify_report", done.report_id)
-        elif done.created:
+        if not done.closed and done.created:
             await self.units.runner.enqueue("close_session", done.report_id, delay=self.settings.session_window_s + 1)
         if self.metrics and done.created:
             self.metrics.reports_created.labels(channel=done.channel).inc()
@@ -192,6 +190,15 @@ class Intake:
     # ------------------------------------------------------------------ the batch
 
     async def _run_batch(self, items: Sequence[_Item]) -> list[_Done | BaseException]:
+        """Store the batch, then enqueue one classification task for all its closed reports (the
+        task classifies them as one batch, gateway/core/triage.py)."""
+        results = await self._store_batch(items)
+        closed = [d.report_id for d in results if isinstance(d, _Done) and d.closed and d.report_id is not None]
+        if closed:
+            await self.units.runner.enqueue("classify_report", *closed)
+        return results
+
+    async def _store_batch(self, items: Sequence[_Item]) -> list[_Done | BaseException]:
         """One transaction for the batch (set-based statements); if it fails, item by item."""
         now = self.units.clock()
         numbers: list[str] = []

@@ -123,6 +123,9 @@ class Pipeline:
     async def classify_report(self, report_id: int) -> str | None:
         return await self.triage.classify_report(report_id)
 
+    async def classify_reports(self, report_ids: Sequence[int]) -> list[str | None]:
+        return await self.triage.classify_reports(report_ids)
+
     async def sweep(self) -> int:
         return await self.sweeping.sweep()
 

@@ -22,6 +22,8 @@ from gateway.db import Delivery, Media, Notification, Report
 if TYPE_CHECKING:
     from gateway.settings import Settings
 
+CLASSIFY_CHUNK = 64  # report ids per classification task the sweep enqueues (one batch each)
+
 
 class Sweeper(Protocol):
     async def sweep(self) -> int:
@@ -95,8 +97,8 @@ class Sweeping:
             ).all()
         for rid in expired:
             await self.units.runner.enqueue("close_session", rid)
-        for rid in stuck:
-            await self.units.runner.enqueue("classify_report", rid)
+        for start in range(0, len(stuck), CLASSIFY_CHUNK):
+            await self.units.runner.enqueue("classify_report", *stuck[start : start + CLASSIFY_CHUNK])
         for nid in unsent:
             await self.units.runner.enqueue("notify", nid)
         for mid in unfetched:

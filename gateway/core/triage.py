@@ -113,6 +113,10 @@ class Triage:
             return None  # classified by a batch of this process, with the reports that were waiting
         return await self._coalesce.submit(report_id)
 
+    async def classify_reports(self, report_ids: Sequence[int]) -> list[str | None]:
+        """``classify_report`` for several reports at once (one task for a whole intake batch)."""
+        return list(await asyncio.gather(*(self.classify_report(i) for i in report_ids)))
+
     async def _run_batch(self, ids: Sequence[int]) -> list[str | None | BaseException]:
         try:
             found = await self._classify(ids)

@@ -174,7 +174,11 @@ class DeliveryWriter:
         if not rows:
             return []
         ids = conn.execute(insert(_DELIVERIES).returning(_DELIVERIES.c.id, sort_by_parameter_order=True), rows)
-        return [(task_for(row["priority"], row["urgent"]), (pk,), 0.0) for row, (pk,) in zip(rows, ids, strict=True)]
+        # One task per queue for the batch's deliveries (urgent ones on their own): sent as one batch.
+        tasks: dict[str, list[int]] = {}
+        for row, (pk,) in zip(rows, ids, strict=True):
+            tasks.setdefault(task_for(row["priority"], row["urgent"]), []).append(pk)
+        return [(name, tuple(pks), 0.0) for name, pks in tasks.items()]
 
     def _row(
         self,
@@ -610,11 +614,13 @@ def install(pipeline: Pipeline) -> Outbox:
     return Outbox(pipeline)
 
 
-async def deliver_dispatch(ctx: TaskContext, delivery_pk: int) -> None:
-    """The task: id in, one attempt, idempotent (a delivered or leased row is left alone)."""
+async def deliver_dispatch(ctx: TaskContext, *delivery_pks: int) -> None:
+    """The task: ids in (a batch's deliveries), one attempt each, idempotent (a delivered or leased
+    row is left alone); a failure to record any fails the task, whose retry records it."""
     # The process's outbox (built by the composition root), so that concurrent tasks share batches.
     box = ctx.services.get("outbox") or Outbox(ctx.pipeline)
-    await box.deliver(ctx.services["http"], delivery_pk)
+    http = ctx.services["http"]
+    await asyncio.gather(*(box.deliver(http, pk) for pk in delivery_pks))
 
 
 async def settle(box: Outbox) -> None:

@@ -17,8 +17,9 @@ from gateway.tasks.runners import QUEUES, TASKS, Retry, TaskContext, TaskFn
 CLAIMED_RETRY_S = 1.0  # a report another batch holds is looked at again this soon
 
 
-async def classify_report(ctx: TaskContext, report_id: int) -> None:
-    if await ctx.pipeline.classify_report(report_id) == CLAIMED:
+async def classify_report(ctx: TaskContext, *report_ids: int) -> None:
+    """Classify reports (intake enqueues one task per batch it stored; they are classified together)."""
+    if CLAIMED in await ctx.pipeline.classify_reports(report_ids):
         raise Retry("classified by another batch; checking it left received", delay=CLAIMED_RETRY_S)
 
 
