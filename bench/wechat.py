@@ -406,7 +406,11 @@ def main(argv: list[str] | None = None) -> int:
     # SQLite: a second reference with synchronous=NORMAL (durable against a crash of the process,
     # not of the machine), to show what the fsync per message costs the FULL one.
     normal = [] if pg else [("ref NORMAL", "reference-normal", 1)]
-    targets = [("reference", "reference", 1), *normal] + [
+    # PostgreSQL with several processes: the reference with as many, so that the gateway's scaling
+    # is read beside what this machine gives the minimal handler (servers, PostgreSQL and the load
+    # generator share its cores).
+    scaled = [(f"reference ×{n}", "reference", n) for n in counts if n > 1] if pg else []
+    targets = [("reference", "reference", 1), *normal, *scaled] + [
         (f"gateway ×{n}" if len(counts) > 1 or n > 1 else "gateway", "gateway", n) for n in counts
     ]
     for label, kind, n in targets:
@@ -431,11 +435,13 @@ def report(results: list[Result], args: argparse.Namespace) -> bool:
     ref = results[0]
     normal = next((r for r in results if r.label == "ref NORMAL"), None)
     gateways = [r for r in results if r.label.startswith("gateway")]
+    refs = {r.label.removeprefix("reference").strip() or "×1": r for r in results if r.label.startswith("reference")}
     ok = True
     print("\nratios (same run)")
     for r in gateways:
+        peer = refs.get(r.label.removeprefix("gateway").strip() or "×1", ref)
         print(
-            f"  {r.label}/reference: throughput {r.rate / ref.rate:.2f}, p99 {r.p99_ms / ref.p99_ms:.2f}× "
+            f"  {r.label}/{peer.label}: throughput {r.rate / peer.rate:.2f}, p99 {r.p99_ms / peer.p99_ms:.2f}× "
             f"(p99 {r.p99_ms:.1f} ms = {r.p99_ms / (WECHAT_LIMIT_S * 10):.2f}% of WeChat's 5 s)"
         )
         if normal is not None:
@@ -447,6 +453,12 @@ def report(results: list[Result], args: argparse.Namespace) -> bool:
         one = gateways[0]
         for r in gateways[1:]:
             print(f"  {r.label}/{one.label}: throughput {r.rate / one.rate:.2f}")
+        for label, r in refs.items():
+            if label != "×1":
+                print(
+                    f"  {r.label}/reference: throughput {r.rate / ref.rate:.2f} "
+                    "(what this machine gives the minimal handler)"
+                )
     for r in results:
         # Every answered message is stored (requests in flight at the end may be stored unanswered).
         if r.stored < r.answered:

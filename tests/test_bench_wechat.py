@@ -58,4 +58,7 @@ def test_wechat_bench_on_postgresql_with_two_processes(pg_database: str) -> None
     row(out, "reference")
     row(out, "gateway ×1")
     row(out, "gateway ×2")
+    row(out, "reference ×2")  # the machine's own scaling, beside the gateway's
+    assert re.search(rf"gateway ×2/reference ×2: throughput {NUMBER}", out)
     assert re.search(rf"gateway ×2/gateway ×1: throughput {NUMBER}", out)
+    assert re.search(rf"reference ×2/reference: throughput {NUMBER}", out)
