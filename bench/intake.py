@@ -204,11 +204,19 @@ async def serve(target: Target, workdir: str, conn: Connection, port: int) -> No
         loop = asyncio.get_running_loop()
         # Wait for the parent's "stop" (or its death: poll returns on EOF too), bounded.
         await loop.run_in_executor(None, conn.poll, 3600.0)
+        try:
+            conn.recv()  # "stop"
+        except EOFError:
+            return  # the parent is gone: nobody to report to
         stats: dict[str, Any] = {}
         if tasks is not None:
             started = time.perf_counter()
             await tasks.idle(timeout=STOP_TIMEOUT_S / 2)
-            stats = {"drain_s": time.perf_counter() - started, "reports": await report_counts(app)}
+            stats = {"drain_s": time.perf_counter() - started}
+            # Count once every server process has drained (they share one database).
+            conn.send(("drained", stats["drain_s"]))
+            await loop.run_in_executor(None, conn.poll, STOP_TIMEOUT_S)
+            stats["reports"] = await report_counts(app)
     finally:
         await runner.cleanup()
     conn.send(("done", stats))
@@ -285,6 +293,11 @@ def run_target(target: Target, args: argparse.Namespace) -> Result:
                 seconds, latencies, errors = asyncio.run(load(url, args.warmup, args.requests, args.concurrency))
             for parent in pipes:
                 parent.send("stop")
+            if target.kind == "gateway":
+                for parent in pipes:
+                    _receive(parent, target, "drained", STOP_TIMEOUT_S)
+                for parent in pipes:
+                    parent.send("count")
             done = [_receive(parent, target, "done", STOP_TIMEOUT_S) for parent in pipes]
             stats = max(done, key=lambda d: sum(d.get("reports", {}).values()))  # one shared database
             answered = measured.answered if measured else len(latencies)

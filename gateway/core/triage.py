@@ -176,7 +176,9 @@ class Triage:
         worker may have got there first) get their category, grid and status, then the moves."""
         ids = [r.report_id for r in routes]
         lock = select(_REPORTS.c.id).where(_REPORTS.c.id.in_(ids), _REPORTS.c.status == Status.RECEIVED)
-        still = set(conn.scalars(lock.with_for_update()))
+        # Locked in id order, as every batch locks: two batches over overlapping reports queue
+        # instead of deadlocking.
+        still = set(conn.scalars(lock.order_by(_REPORTS.c.id).with_for_update()))
         routes = [r for r in routes if r.report_id in still]
         if not routes:
             return [], []

@@ -318,7 +318,8 @@ class Outbox:
         done, dead, or leased by another worker), the first also carrying the ones taken along."""
         now = self.pipeline.clock()
         with Session(bind=conn) as s:
-            mine = list(s.scalars(select(Delivery).where(Delivery.id.in_(pks)).with_for_update()))
+            # Rows are locked in id order in every batch: overlapping batches queue, never deadlock.
+            mine = list(s.scalars(select(Delivery).where(Delivery.id.in_(pks)).order_by(Delivery.id).with_for_update()))
             along: list[Delivery] = []
             if room > 0:
                 due = (
@@ -397,7 +398,8 @@ class Outbox:
         followups: list[Followup] = []
         with Session(bind=conn) as s:
             pks = [pk for pk, _ in items]
-            found = {d.id: d for d in s.scalars(select(Delivery).where(Delivery.id.in_(pks)).with_for_update())}
+            query = select(Delivery).where(Delivery.id.in_(pks)).order_by(Delivery.id).with_for_update()
+            found = {d.id: d for d in s.scalars(query)}
             delivered: list[Delivery] = []
             states: list[str] = []
             for pk, result in items:
@@ -462,7 +464,8 @@ class Outbox:
         news and listeners through ``Lifecycle.write_moves``)."""
         if not delivered:
             return []
-        query = select(Report).where(Report.id.in_([d.report_id for d in delivered])).with_for_update()
+        ids = [d.report_id for d in delivered]
+        query = select(Report).where(Report.id.in_(ids)).order_by(Report.id).with_for_update()
         reports = {r.id: r for r in s.scalars(query)}
         moves: list[Move] = []
         for d in delivered:
