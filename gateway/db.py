@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -78,6 +78,32 @@ Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INT
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+class ReportView(Protocol):
+    """What is read of a report off the ORM: a ``Report``, or a plain row of its columns (triage
+    reads its batch that way). Placing and the twin check take either."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def case_number(self) -> str: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def title(self) -> str | None: ...
+    @property
+    def text(self) -> str | None: ...
+    @property
+    def location_lat(self) -> float | None: ...
+    @property
+    def location_lng(self) -> float | None: ...
+    @property
+    def location_address(self) -> str | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def duplicate_of(self) -> str | None: ...
 
 
 class Report(Base):

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime, timedelta
-from typing import Protocol
+from datetime import timedelta
 
 from sqlalchemy import select
 
 from gateway.core.lifecycle import Status
-from gateway.db import Database, Report
+from gateway.db import Database, Report, ReportView
 from nlp.dedupe import DedupeIndex, DedupeItem
 
 WINDOW = timedelta(days=3)
@@ -24,27 +23,6 @@ POOL = 2000
 # Reports a new one may duplicate (and a moderator may merge into).
 MERGE_TARGETS = (Status.NEEDS_REVIEW, Status.READY, Status.DISPATCHED, Status.ACCEPTED, Status.IN_PROGRESS)
 Scored = list[tuple[str, float]]  # (case number, score), best first
-
-
-class Twin(Protocol):
-    """What the twin check reads of a report: an ORM ``Report`` or triage's plain row."""
-
-    @property
-    def id(self) -> int: ...
-    @property
-    def case_number(self) -> str: ...
-    @property
-    def title(self) -> str | None: ...
-    @property
-    def text(self) -> str | None: ...
-    @property
-    def location_lat(self) -> float | None: ...
-    @property
-    def location_lng(self) -> float | None: ...
-    @property
-    def created_at(self) -> datetime: ...
-    @property
-    def duplicate_of(self) -> str | None: ...
 
 
 async def candidate_pool(db: Database, reports: Sequence[Report], parent: str | None = None) -> list[Report]:
@@ -77,7 +55,7 @@ async def near_duplicates(
 
 
 async def near_duplicates_of_new(
-    db: Database, reports: Sequence[Twin], *, parent: str | None, batch: Sequence[Twin] = ()
+    db: Database, reports: Sequence[ReportView], *, parent: str | None, batch: Sequence[ReportView] = ()
 ) -> dict[str, Scored]:
     """``near_duplicates`` for reports being classified (triage), per case number. The candidate
     pool is read as plain columns (no ORM objects: it is read for every batch), and the reports of
@@ -100,7 +78,7 @@ async def near_duplicates_of_new(
     return await asyncio.to_thread(_score_new, reports, pool, batch)
 
 
-def _score_new(reports: Sequence[Twin], pool: list[DedupeItem], batch: Sequence[Twin]) -> dict[str, Scored]:
+def _score_new(reports: Sequence[ReportView], pool: list[DedupeItem], batch: Sequence[ReportView]) -> dict[str, Scored]:
     index = DedupeIndex(pool)
     known = {p.id for p in pool}
     earlier = sorted(batch, key=lambda r: r.id)
@@ -113,7 +91,7 @@ def _score_new(reports: Sequence[Twin], pool: list[DedupeItem], batch: Sequence[
     return out
 
 
-def _hits(r: Twin, index: DedupeIndex, known: set[str]) -> Scored:
+def _hits(r: ReportView, index: DedupeIndex, known: set[str]) -> Scored:
     """``r``'s likely twins in ``index``; a confirmed ``duplicate_of`` link among ``known`` scores 1.0."""
     hits: dict[str, float] = {}
     if r.duplicate_of and r.duplicate_of in known:
@@ -124,7 +102,7 @@ def _hits(r: Twin, index: DedupeIndex, known: set[str]) -> Scored:
     return list(hits.items())
 
 
-def _item(r: Twin) -> DedupeItem:
+def _item(r: ReportView) -> DedupeItem:
     return DedupeItem(
         r.case_number, "\n".join(x for x in (r.title, r.text) if x), r.location_lat, r.location_lng, r.created_at
     )

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.db import Contact, Report
+from gateway.db import Contact, Report, ReportView
 from grid import CHANNEL_DATUMS, Datum, GridIndex, GridMatch
 from grid.datum import parse_channel_datums
 from grid.index import SAMPLE_PATH
@@ -78,25 +78,6 @@ class Placement:
 
 # A contact's last position: (lat, lng, when), any of them unknown.
 LastPosition = tuple[float | None, float | None, datetime | None]
-
-
-class Placeable(Protocol):
-    """What placing reads of a report: an ORM ``Report`` or triage's plain row."""
-
-    @property
-    def channel(self) -> str: ...
-    @property
-    def location_lat(self) -> float | None: ...
-    @property
-    def location_lng(self) -> float | None: ...
-    @property
-    def location_address(self) -> str | None: ...
-    @property
-    def title(self) -> str | None: ...
-    @property
-    def text(self) -> str | None: ...
-    @property
-    def created_at(self) -> datetime: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +149,7 @@ class Placer:
         position = None if contact is None else (contact.last_lat, contact.last_lng, contact.last_location_at)
         return await asyncio.to_thread(self.place_facts, self.facts(report, position))
 
-    def facts(self, report: Placeable, contact: LastPosition | None) -> Facts:
+    def facts(self, report: ReportView, contact: LastPosition | None) -> Facts:
         """What ``report`` offers to place it by; ``contact``: its sender's last known position."""
         return Facts(
             report.channel,

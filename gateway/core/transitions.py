@@ -65,6 +65,38 @@ class Move:
     urgent: bool = False
     duplicate_of: str | None = None
 
+    @classmethod
+    def of(
+        cls,
+        report: Report,
+        target: str,
+        actor: str,
+        *,
+        note: str | None = None,
+        data: dict[str, Any] | None = None,
+        action: str = "status",
+    ) -> Move:
+        """The move of an ORM ``report`` from its status to ``target`` (its columns as they are)."""
+        return cls(
+            report_id=report.id,
+            case_number=report.case_number,
+            channel=report.channel,
+            account=report.account,
+            sender=report.sender,
+            current=report.status,
+            target=str(target),
+            actor=actor,
+            note=note,
+            data=data,
+            action=action,
+            category_code=report.category_code,
+            location_address=report.location_address,
+            grid_path=report.grid_path,
+            priority=report.priority,
+            urgent=report.urgent,
+            duplicate_of=report.duplicate_of,
+        )
+
 
 class TransitionListener(Protocol):
     """Called inside the transaction of every status change."""

@@ -473,27 +473,9 @@ class Outbox:
             if report is None or report.status != Status.READY:
                 continue
             note = replies.DISPATCHED_TO.format(department=d.department) if d.department else None
+            data = {"delivery_id": d.delivery_id, "target": d.target}
+            moves.append(Move.of(report, Status.DISPATCHED, SYSTEM, note=note, data=data))
             report.status, report.updated_at = str(Status.DISPATCHED), now
-            moves.append(
-                Move(
-                    report_id=report.id,
-                    case_number=report.case_number,
-                    channel=report.channel,
-                    account=report.account,
-                    sender=report.sender,
-                    current=Status.READY,
-                    target=Status.DISPATCHED,
-                    actor=SYSTEM,
-                    note=note,
-                    data={"delivery_id": d.delivery_id, "target": d.target},
-                    category_code=report.category_code,
-                    location_address=report.location_address,
-                    grid_path=report.grid_path,
-                    priority=report.priority,
-                    urgent=report.urgent,
-                    duplicate_of=report.duplicate_of,
-                )
-            )
         return moves
 
     # ------------------------------------------------------------------ operators
