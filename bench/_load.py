@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import random
 import re
 import socket
 import subprocess
@@ -22,9 +23,19 @@ LOOPBACK = "127.0.0.1"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
+    """A free port for a server this process starts. Picked at random below the kernel's ephemeral
+    range (32768-60999 on Linux), where ``bind(0)`` and every outgoing connection take theirs: a
+    port the kernel hands out twice to processes that start servers at the same time (tests run
+    in parallel) once made one test's requests reach another test's gateway."""
+    for _ in range(200):
+        port = random.randrange(10_000, 32_000)
+        with socket.socket() as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 10000 and 32000")
 
 
 @dataclass(frozen=True)

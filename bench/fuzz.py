@@ -29,7 +29,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.append(str(Path(__file__).resolve().parent))  # after the repository: bench/grid.py must not shadow grid/
 
+from _load import free_port  # noqa: E402
 from _machine import print_machine  # noqa: E402
 
 from adapters import dispatch  # noqa: E402
@@ -445,12 +445,6 @@ def make_request(r: random.Random, base: str) -> tuple[str, str, dict[str, str],
 
 
 # ---------------------------------------------------------------------------- the run
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def rss_kib(pid: int) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -35,10 +36,23 @@ RECOVERY_S = 10.0  # every report moves again within this of a restart (issue 13
 TEXT = "{n}号楼楼道里有很浓的燃气味，请马上来人"
 
 
+LOOPBACK = "127.0.0.1"
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port for a server this process starts. Picked at random below the kernel's ephemeral
+    range (32768-60999 on Linux), where ``bind(0)`` and every outgoing connection take theirs: a
+    port the kernel hands out twice to processes that start servers at the same time (tests run
+    in parallel) once made one test's requests reach another test's gateway."""
+    for _ in range(200):
+        port = random.randrange(10_000, 32_000)
+        with socket.socket() as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 10000 and 32000")
 
 
 def gateway_env(tmp: Path, fake: FakeDispatch, **settings: str) -> dict[str, str]:
