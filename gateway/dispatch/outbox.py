@@ -106,10 +106,15 @@ def routing_for(settings: Settings) -> RoutingTable:
 
 @dataclass(frozen=True, slots=True)
 class _Job:
+    """A leased delivery: where it goes and the report it carries (read in the claim, detached:
+    its webhook body is built when it is sent, off the database connection)."""
+
     pk: int
     delivery_id: str
     target: Target
-    body: bytes
+    target_name: str
+    department: str | None
+    report: Report
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,8 +292,9 @@ class Outbox:
         return claimed[0].job
 
     async def _attempt(self, http: ClientSession, job: _Job) -> str:
+        body = dispatch.encode(self._payload(job))
         result = await dispatch.send(
-            http, job.target, job.delivery_id, job.body, timeout_s=self.settings.dispatch_timeout_s
+            http, job.target, job.delivery_id, body, timeout_s=self.settings.dispatch_timeout_s
         )
         return await self._record(job.pk, result)
 
@@ -344,8 +350,8 @@ class Outbox:
         return claimed
 
     def _lease(self, d: Delivery, report: Report | None, now: datetime) -> _Job | None:
-        """Lease ``d`` to this process (``next_attempt_at`` past the send timeout) and build its
-        webhook; None when it is not due, or its report moved on (cancelled) or has no target."""
+        """Lease ``d`` to this process (``next_attempt_at`` past the send timeout); None when it is
+        not due, or its report moved on (cancelled) or has no target."""
         if d.state != "pending" or d.next_attempt_at > now:
             return None  # done, dead, or another worker holds the lease
         if report is None or report.status != Status.READY:
@@ -365,18 +371,18 @@ class Outbox:
         d.next_attempt_at = now + timedelta(seconds=self.settings.dispatch_timeout_s + LEASE_MARGIN_S)
         d.claimed_by = boot_id()
         d.updated_at = now
-        body = dispatch.encode(self._payload(report, d))
-        return _Job(d.id, d.delivery_id, dest, body)
+        return _Job(d.id, d.delivery_id, dest, d.target, d.department, report)
 
-    def _payload(self, report: Report, d: Delivery) -> dict[str, Any]:
+    def _payload(self, job: _Job) -> dict[str, Any]:
         mask = None
         if self.settings.dispatch_mask_pii:
             mask = mask_pii
+        report = job.report
         data = report_json(report, public_url=self.settings.public_url, private=True, history=False)
         due = report.created_at + deadline_for(report.priority)
-        payload = dispatch.build_payload(data, deadline=due.isoformat(), department=d.department, mask=mask)
-        payload["delivery_id"] = d.delivery_id
-        payload["target"] = d.target
+        payload = dispatch.build_payload(data, deadline=due.isoformat(), department=job.department, mask=mask)
+        payload["delivery_id"] = job.delivery_id
+        payload["target"] = job.target_name
         return payload
 
     async def _record_batch(self, items: Sequence[tuple[int, dispatch.AttemptResult]]) -> list[str | BaseException]:
