@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import redis
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "bench" / "dispatch.py"
-NUMBER = r"\d+(?:\.\d+)?"
+from tests import bench_support
+from tests.bench_support import NUMBER
+
 REQUESTS = 6
 BASELINE = "baseline: sign+POST"
 EMBEDDED = "embedded (in-process)"
@@ -21,14 +18,8 @@ CELERY = "celery (redis, worker -c 1)"
 
 
 def run_bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    return subprocess.run(
-        [sys.executable, str(BENCH), "--requests", str(REQUESTS), "--concurrency", "2", "--warmup", "2", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+    return bench_support.run_bench(
+        "dispatch.py", "--requests", str(REQUESTS), "--concurrency", "2", "--warmup", "2", *args, timeout=timeout
     )
 
 
@@ -106,14 +97,8 @@ def test_dispatch_bench_refuses_bad_arguments_before_any_load(args: tuple[str, .
 def test_dispatch_bench_open_loop_at_a_fixed_rate() -> None:
     """``--rate``: reports posted on a schedule whatever the answers; the figures per mode and the
     exactly-once check (each case delivered once, none missing, none twice)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    proc = subprocess.run(
-        [sys.executable, str(BENCH), "--modes", "embedded", "--rate", "20", "--duration", "3", "--warmup", "2"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = bench_support.run_bench(
+        "dispatch.py", "--modes", "embedded", "--rate", "20", "--duration", "3", "--warmup", "2", timeout=300
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout

@@ -3,29 +3,17 @@ figure comes from running it by hand, see THREAT_MODEL.md)."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench_support import run_bench
 
 pytestmark = pytest.mark.slow
 
 
 def test_fuzz_runner_sends_hostile_requests_and_finds_no_5xx_or_hang() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "fuzz.py"), "--count", "400", "--concurrency", "8", "--seed", "3"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    proc = run_bench("fuzz.py", "--count", "400", "--concurrency", "8", "--seed", "3")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"^400 requests sent in", proc.stdout, re.M), proc.stdout
     assert re.search(r"^5xx: 0\s+hangs: 0\s+server alive at the end: True$", proc.stdout, re.M), proc.stdout

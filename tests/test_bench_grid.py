@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench_support import run_bench
 
 
 def test_bench_grid_small_run() -> None:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "grid.py"), "--units", "300", "--points", "3000", "--texts", "300"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    proc = run_bench("grid.py", "--units", "300", "--points", "3000", "--texts", "300")
     assert proc.returncode == 0, proc.stderr
     assert "agrees with the index on 200/200" in proc.stdout
     figures = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "bench" / "intake.py"
-NUMBER = r"\d+(?:\.\d+)?"
+from tests import bench_support
+from tests.bench_support import NUMBER
+
 ROW = rf"\s+(?P<rate>{NUMBER})\s+(?P<p50>{NUMBER})\s+(?P<p99>{NUMBER})\s+(?P<errors>\d+)$"
 
 
 def run_bench(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    return subprocess.run(
-        [sys.executable, str(BENCH), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    return bench_support.run_bench("intake.py", *args, timeout=timeout)
 
 
 def figures(out: str, label: str) -> dict[str, float]:

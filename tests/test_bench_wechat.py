@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-NUMBER = r"\d+(?:\.\d+)?"
+from tests import bench_support
+from tests.bench_support import NUMBER
 
 
 def run_bench(*args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "wechat.py"), "--client", "python", "--duration", "2", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    proc = bench_support.run_bench("wechat.py", "--client", "python", "--duration", "2", *args)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 

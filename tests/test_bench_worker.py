@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import redis
 
-ROOT = Path(__file__).resolve().parent.parent
-NUMBER = r"\d+(?:\.\d+)?"
+from tests.bench_support import NUMBER, run_bench
+
 REPORTS = 120
 
 
@@ -24,26 +20,8 @@ def test_worker_bench_classifies_a_backlog_on_a_real_celery_worker(redis_url: st
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     client.close()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "worker.py"),
-            "--reports",
-            str(REPORTS),
-            "--redis-url",
-            redis_url,
-            "--worker-concurrency",
-            "1",
-            "--max-seconds",
-            "200",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    args = ("--reports", str(REPORTS), "--redis-url", redis_url, "--worker-concurrency", "1", "--max-seconds", "200")
+    proc = run_bench("worker.py", *args, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert re.search(r"^machine\n  platform .+\n  cpu_model .+\n  cpu_count", out, re.MULTILINE), out

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +24,7 @@ from typing import Any
 import aiohttp
 from sqlalchemy import func, select
 
+from bench._load import free_port as free_port  # one way to pick a server's port: benchmarks and tests
 from gateway.core.lifecycle import Status
 from gateway.db import Database, Delivery, Report
 from tests.fakes.dispatch_server import FakeDispatch
@@ -34,25 +33,6 @@ ROOT = Path(__file__).resolve().parents[2]
 RECOVERY_S = 10.0  # every report moves again within this of a restart (issue 13, item 10)
 # Urgent (P1) reports go to dispatch whatever the classifier's confidence: each one must arrive.
 TEXT = "{n}号楼楼道里有很浓的燃气味，请马上来人"
-
-
-LOOPBACK = "127.0.0.1"
-
-
-def free_port() -> int:
-    """A free port for a server this process starts. Picked at random below the kernel's ephemeral
-    range (32768-60999 on Linux), where ``bind(0)`` and every outgoing connection take theirs: a
-    port the kernel hands out twice to processes that start servers at the same time (tests run
-    in parallel) once made one test's requests reach another test's gateway."""
-    for _ in range(200):
-        port = random.randrange(10_000, 32_000)
-        with socket.socket() as sock:
-            try:
-                sock.bind((LOOPBACK, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port between 10000 and 32000")
 
 
 def gateway_env(tmp: Path, fake: FakeDispatch, **settings: str) -> dict[str, str]:
@@ -235,6 +215,16 @@ async def wait_all_dispatched(db_url: str, residents: Residents, fake: FakeDispa
             await asyncio.sleep(0.1)
     finally:
         await db.close()
+
+
+async def settle(db_url: str, residents: Residents, fake: FakeDispatch, *, grace_s: float = 30) -> float:
+    """The tail of a fault test: every resident acknowledged (retrying cut-off posts), every case
+    dispatched, some posts sent again, then nothing lost or duplicated; when all was dispatched."""
+    await residents.until_all_acked()
+    moved = await wait_all_dispatched(db_url, residents, fake, timeout=RECOVERY_S + grace_s)
+    await residents.resend_acked()
+    await assert_nothing_lost_or_duplicated(db_url, residents, fake)
+    return moved
 
 
 async def assert_nothing_lost_or_duplicated(db_url: str, residents: Residents, fake: FakeDispatch) -> None:

@@ -16,12 +16,11 @@ import pytest
 from tests.faults.support import (
     RECOVERY_S,
     Residents,
-    assert_nothing_lost_or_duplicated,
     free_port,
     gateway_env,
     report_figure,
     serve,
-    wait_all_dispatched,
+    settle,
     wait_up,
 )
 
@@ -58,10 +57,7 @@ async def test_postgres_connections_killed_under_load(tmp_path, fake, pg_url, re
         restarted = time.monotonic()
         await posting
         fake.delay_s = 0
-        await residents.until_all_acked()
-        moved = await wait_all_dispatched(pg_url, residents, fake, timeout=RECOVERY_S + 30)
-        await residents.resend_acked()
-        await assert_nothing_lost_or_duplicated(pg_url, residents, fake)
+        moved = await settle(pg_url, residents, fake)
     finally:
         proc.stop()
     report_figure(record_property, "PostgreSQL connections killed", recovery_after_restart_s=moved - restarted)
