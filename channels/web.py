@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-import uuid
+import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from http.cookies import CookieError, SimpleCookie
@@ -171,7 +171,7 @@ class WebChannel(BaseChannel):
         return InboundMessage(
             channel=self.name,
             # A client's idempotency key is a stable message id; otherwise each post is its own message.
-            channel_message_id=f"key:{idempotency_key}" if idempotency_key else f"post:{uuid.uuid4().hex}",
+            channel_message_id=f"key:{idempotency_key}" if idempotency_key else f"post:{secrets.token_hex(16)}",
             sender=f"web:{sender[:64]}",
             received_at=received_at or datetime.now(UTC),
             kind=MessageKind.IMAGE if photos else MessageKind.TEXT,
@@ -198,7 +198,7 @@ def _sender(req: RawRequest) -> str:
     with contextlib.suppress(CookieError):
         cookie.load(_header(req, "Cookie"))
     browser = cookie["gw_client"].value if "gw_client" in cookie else ""
-    return _header(req, "X-Client-Id") or browser or uuid.uuid4().hex
+    return _header(req, "X-Client-Id") or browser or secrets.token_hex(16)
 
 
 def _json_fields(body: bytes) -> dict[str, Any]:

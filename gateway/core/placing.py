@@ -161,11 +161,13 @@ class Placer:
         )
 
     def place_many(self, facts: Sequence[Facts]) -> list[Placement]:
-        """CPU-bound (run it in a thread): ``place_facts`` for a batch."""
-        return [self.place_facts(f) for f in facts]
+        """CPU-bound (run it in a thread): ``place_facts`` for a batch, on one grid."""
+        grid = self.grid
+        return [self.place_facts(f, grid) for f in facts]
 
-    def place_facts(self, facts: Facts) -> Placement:
-        grid, snap = self.grid, self.settings.grid_snap_m
+    def place_facts(self, facts: Facts, grid: Grid | None = None) -> Placement:
+        """Where ``facts`` land on ``grid`` (default: the process's grid as the file now is)."""
+        grid, snap = grid or self.grid, self.settings.grid_snap_m
         datum = self.datum(facts.channel)
         if facts.lat is not None and facts.lng is not None:
             method = CONTACT_LOCATION if facts.contact == (facts.lat, facts.lng) else None

@@ -128,7 +128,11 @@ class Triage:
         """Triage of the reports ``ids`` and of others waiting (``BATCH`` in all): one read, the
         grid, the model and the twin check off the connection, one write. The status of each of
         ``ids`` it reached (or ``CLAIMED``)."""
-        wanted, more, contacts = await self.units.db.run_sync(partial(_read, ids))
+        # Other batches may hold some of the waiting reports: with claims shared between workers, read
+        # twice what a batch takes; alone in this process (one batch at a time), what it can take.
+        others = 2 * BATCH if self.claims.shared else max(0, BATCH - len(ids))
+        keeps = self.lifecycle.outbound_channels
+        wanted, more, contacts = await self.units.db.run_sync(partial(_read, ids, others, keeps))
         taken = set(await self.claims.take([r.id for r in (*wanted, *more)], BATCH))
         try:
             rows = [r for r in (*wanted, *more) if r.id in taken]
@@ -236,14 +240,19 @@ _CONTACTS = cast(Table, Contact.__table__)
 _COLUMNS = tuple(_REPORTS.c[f.name] for f in fields(_Row))
 
 
-def _read(ids: Sequence[int], conn: Connection) -> tuple[list[_Row], list[_Row], dict[tuple[str, str], LastPosition]]:
-    """Of ``ids``, the reports waiting for triage; up to ``2 * BATCH`` others waiting, oldest first
-    (the batch's claims take what no other batch holds); and their senders' last positions."""
+def _read(
+    ids: Sequence[int], others: int, keeps: frozenset[str], conn: Connection
+) -> tuple[list[_Row], list[_Row], dict[tuple[str, str], LastPosition]]:
+    """Of ``ids``, the reports waiting for triage; up to ``others`` more waiting, oldest first (the
+    batch's claims take what no other batch holds); and the last positions of their senders on the
+    channels in ``keeps`` (the channels that can send: intake keeps contacts for those alone)."""
     waiting = and_(_REPORTS.c.status == Status.RECEIVED, _REPORTS.c.session_open.is_(False))
     wanted = [_Row(*r) for r in conn.execute(select(*_COLUMNS).where(waiting, _REPORTS.c.id.in_(ids)))]
-    others = select(*_COLUMNS).where(waiting, _REPORTS.c.id.not_in(ids)).order_by(_REPORTS.c.id).limit(2 * BATCH)
-    more = [_Row(*r) for r in conn.execute(others)]
-    senders = sorted({(r.channel, r.sender) for r in (*wanted, *more)})
+    more: list[_Row] = []
+    if others > 0:
+        query = select(*_COLUMNS).where(waiting, _REPORTS.c.id.not_in(ids)).order_by(_REPORTS.c.id).limit(others)
+        more = [_Row(*r) for r in conn.execute(query)]
+    senders = sorted({(r.channel, r.sender) for r in (*wanted, *more) if r.channel in keeps})
     contacts: dict[tuple[str, str], LastPosition] = {}
     if senders:
         c = _CONTACTS.c

@@ -21,6 +21,7 @@ digests, so no phone number or openid is written to Redis.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -85,6 +86,7 @@ def too_many(exc: Flooded) -> web.Response:
     )
 
 
+@functools.lru_cache(maxsize=4096)  # parsed once per address, not once per post
 def _loopback(remote: str) -> bool:
     try:
         return ipaddress.ip_address(remote).is_loopback

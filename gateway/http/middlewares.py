@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -27,7 +27,7 @@ def _route_name(request: web.Request) -> str:
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get("X-Request-Id", "")
-    rid = incoming if _RID_RE.match(incoming) else uuid.uuid4().hex
+    rid = incoming if _RID_RE.match(incoming) else secrets.token_hex(16)
     token = request_id.set(rid)
     started = time.perf_counter()
     status = 500
