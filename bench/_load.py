@@ -1,4 +1,5 @@
-"""What the load benchmarks share: a free port, wrk runs and their figures, a throw-away database.
+"""What the load benchmarks share: a free port, wrk runs and their figures, the CPU a load cost,
+a throw-away database.
 
 ``from _load import free_port, run_wrk, FreshDatabase`` (bench/ is on sys.path when a script there
 is run as ``python bench/NAME.py``).
@@ -13,6 +14,7 @@ import random
 import re
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,6 +88,97 @@ def _ms(out: str, pct: str) -> float:
         return math.nan
     value, unit = float(m.group(1)), m.group(2)
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+# --------------------------------------------------------------------------- CPU during a load
+
+
+MIN_CPU_S = 0.2  # less server CPU than this over a load is too few clock ticks for a figure
+
+
+def cpu_ticks(pid: int) -> int | None:
+    """User + system CPU of process ``pid`` so far, in clock ticks (Linux /proc; None if unreadable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _servers_ticks(pids: Sequence[int]) -> int | None:
+    ticks = [cpu_ticks(p) for p in pids]
+    return None if any(t is None for t in ticks) else sum(t or 0 for t in ticks)
+
+
+def _machine_ticks() -> tuple[int, int] | None:
+    """(busy, total) clock ticks of every CPU of the machine so far (/proc/stat); None elsewhere."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    ticks = [int(v) for v in first[1:9]]  # user nice system idle iowait irq softirq steal
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+
+
+@dataclass(frozen=True)
+class CpuFigures:
+    """What a load cost in CPU: the server processes' own time and how busy the whole machine was
+    (servers, database, load generator: what is left idle is what more processes could use)."""
+
+    server_s: float  # user + system CPU seconds of the server processes
+    wall_s: float
+    machine_busy: float  # share of all the machine's CPU time that was busy, 0..1
+
+    @property
+    def server_cores(self) -> float:
+        """The server processes' CPU as a number of CPUs kept busy."""
+        return self.server_s / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def measurable(self) -> bool:
+        """Enough CPU time for a figure: /proc counts in clock ticks (10 ms), a short load in a few."""
+        return self.server_s >= MIN_CPU_S
+
+    def per_request_us(self, answered: int) -> float:
+        """Server CPU per answered request, in microseconds (NaN when not measurable)."""
+        return self.server_s / answered * 1e6 if answered and self.measurable else math.nan
+
+
+class CpuMeter:
+    """``with CpuMeter(pids) as meter: <load>``; then ``meter.figures`` (None where /proc is missing)."""
+
+    def __init__(self, pids: Sequence[int]) -> None:
+        self.pids = list(pids)
+        self.figures: CpuFigures | None = None
+
+    def __enter__(self) -> CpuMeter:
+        self._start = (time.perf_counter(), _servers_ticks(self.pids), _machine_ticks())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall0, server0, machine0 = self._start
+        server1, machine1 = _servers_ticks(self.pids), _machine_ticks()
+        if server0 is None or server1 is None or machine0 is None or machine1 is None:
+            return  # a server gone (or no /proc): no figure rather than a wrong one
+        hz = os.sysconf("SC_CLK_TCK")
+        busy, total = machine1[0] - machine0[0], machine1[1] - machine0[1]
+        self.figures = CpuFigures(
+            server_s=(server1 - server0) / hz,
+            wall_s=time.perf_counter() - wall0,
+            machine_busy=busy / total if total else 0.0,
+        )
+
+
+def cpu_line(figures: CpuFigures | None, answered: int) -> str:
+    """``  0.97 CPUs  812 µs/request  machine 64% busy`` (``n/a`` without /proc)."""
+    if figures is None:
+        return "n/a (no /proc here)"
+    if not figures.measurable:
+        return f"n/a (a load this short used {figures.server_s:.2f} CPU seconds: too few clock ticks)"
+    return (
+        f"{figures.server_cores:5.2f} CPUs {figures.per_request_us(answered):7.0f} µs/request"
+        f"   machine {100 * figures.machine_busy:3.0f}% busy"
+    )
 
 
 # --------------------------------------------------------------------------- PostgreSQL database

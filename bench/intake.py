@@ -40,7 +40,7 @@ from typing import Any
 from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for `gateway`
-from _load import FreshDatabase, WrkFigures, free_port, local_pg, run_wrk  # noqa: E402
+from _load import CpuFigures, CpuMeter, FreshDatabase, WrkFigures, cpu_line, free_port, local_pg, run_wrk  # noqa: E402
 from _machine import print_machine  # noqa: E402 - bench/ is sys.path[0] when run as a script
 
 LOOPBACK = "127.0.0.1"
@@ -70,6 +70,7 @@ class Result:
     errors: list[str] = field(default_factory=list)
     server: dict[str, Any] = field(default_factory=dict)
     wrk: WrkFigures | None = None  # with --client wrk: its figures instead of latencies
+    cpu: CpuFigures | None = None  # what the measured load cost in CPU
 
     @property
     def answered(self) -> int:
@@ -285,12 +286,13 @@ def run_target(target: Target, args: argparse.Namespace) -> Result:
             url = f"http://{LOOPBACK}:{port}{PATH}"
             _, warm, _ = asyncio.run(load(url, 0, args.warmup, args.concurrency))
             measured: WrkFigures | None = None
-            if args.client == "wrk":
-                measured = wrk_load(url, args, workdir)
-                seconds, latencies = measured.seconds, []
-                errors = [f"HTTP non-2xx or socket error × {measured.errors}"] * bool(measured.errors)
-            else:
-                seconds, latencies, errors = asyncio.run(load(url, args.warmup, args.requests, args.concurrency))
+            with CpuMeter([proc.pid or 0 for proc in procs]) as meter:
+                if args.client == "wrk":
+                    measured = wrk_load(url, args, workdir)
+                    seconds, latencies = measured.seconds, []
+                    errors = [f"HTTP non-2xx or socket error × {measured.errors}"] * bool(measured.errors)
+                else:
+                    seconds, latencies, errors = asyncio.run(load(url, args.warmup, args.requests, args.concurrency))
             for parent in pipes:
                 parent.send("stop")
             if target.kind == "gateway":
@@ -308,7 +310,7 @@ def run_target(target: Target, args: argparse.Namespace) -> Result:
                 if proc.is_alive():
                     proc.terminate()
                     proc.join(10)
-    return Result(target.label, args.requests, seconds, latencies, errors, stats, measured)
+    return Result(target.label, args.requests, seconds, latencies, errors, stats, measured, meter.figures)
 
 
 WRK_LUA = """
@@ -359,6 +361,16 @@ def print_results(results: list[Result]) -> bool:
             f"p50 {r.percentile(0.50) / bare.percentile(0.50):.1f}x   "
             f"p99 {r.percentile(0.99) / bare.percentile(0.99):.1f}x"
         )
+    print("\nCPU during the load (the server processes' user + system time; the machine: every process)")
+    for r in results:
+        print(f"  {r.label:<22} {cpu_line(r.cpu, r.answered)}")
+    if bare.cpu and bare.cpu.measurable:
+        # A server kept busy on its CPUs answers at most (its CPUs / its CPU per request): a share of
+        # bare's throughput needs about the inverse share of bare's CPU per request.
+        floor = bare.cpu.per_request_us(bare.answered)
+        for r in results[1:]:
+            if r.cpu and r.cpu.measurable and r.answered:
+                print(f"  {r.label:<22} server CPU per request {r.cpu.per_request_us(r.answered) / floor:.1f}× bare's")
     print("\nratio gateway/reference (same database; throughput share, p99 times slower)")
     refs = {r.label.split("(")[1].split(")")[0]: r for r in results if r.label.startswith("reference")}
     gateways = [r for r in results if "reports" in r.server]

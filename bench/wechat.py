@@ -45,7 +45,7 @@ from typing import Any
 from aiohttp import ClientSession, TCPConnector, web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for `gateway`
-from _load import FreshDatabase, free_port, run_wrk  # noqa: E402
+from _load import CpuFigures, CpuMeter, FreshDatabase, cpu_line, cpu_ticks, free_port, run_wrk  # noqa: E402
 from _machine import print_machine  # noqa: E402 - bench/ is sys.path[0] when run as a script
 
 from channels.wechat import signature  # noqa: E402
@@ -92,6 +92,7 @@ class Result:
     stored: int = 0
     rss_mib: float = 0.0
     torch: bool = False
+    cpu: CpuFigures | None = None  # what the measured load cost in CPU
 
 
 # --------------------------------------------------------------------------- servers
@@ -223,23 +224,15 @@ def _wait_port(port: int, timeout: float = 120) -> None:
     raise RuntimeError(f"server on {port} did not start")
 
 
-def _cpu_ticks(pid: int) -> int:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
 def _settle(pid: int, timeout: float = 60.0) -> None:
     """Wait until the server process uses under 10% of a CPU for a second (warm-up finished)."""
     hz = os.sysconf("SC_CLK_TCK")
     deadline = time.monotonic() + timeout
     quiet = 0
     while time.monotonic() < deadline and quiet < 2:
-        before = _cpu_ticks(pid)
+        before = cpu_ticks(pid) or 0
         time.sleep(0.5)
-        quiet = quiet + 1 if (_cpu_ticks(pid) - before) / hz < 0.05 else 0
+        quiet = quiet + 1 if ((cpu_ticks(pid) or 0) - before) / hz < 0.05 else 0
 
 
 def _proc_status(pid: int) -> tuple[float, bool]:
@@ -358,8 +351,9 @@ def run_target(label: str, kind: str, processes: int, database_url: str, args: a
                     _settle(server.pid or 0)  # start-up done: model and grid loaded (the CPU goes quiet)
                 load(args.client, port, 2, 8, "9", var_dir)  # warm-up, not measured
             warm = stored_count(kind, database_url, var_dir)
-            result = load(args.client, port, args.duration, args.connections, "1", var_dir)
-            result.label = label
+            with CpuMeter([server.pid or 0 for server in servers]) as meter:
+                result = load(args.client, port, args.duration, args.connections, "1", var_dir)
+            result.label, result.cpu = label, meter.figures
             time.sleep(0.5)
             result.stored = stored_count(kind, database_url, var_dir) - warm
             result.rss_mib, result.torch = _proc_status(servers[0].pid or 0)
@@ -432,6 +426,9 @@ def report(results: list[Result], args: argparse.Namespace) -> bool:
             f"{r.label:<12} {r.rate:>8.0f} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f} {r.answered:>9} {r.stored:>8} "
             f"{r.errors:>7} {r.rss_mib:>8.0f} {'yes' if r.torch else 'no':>6}"
         )
+    print("\nCPU during the load (the server processes' user + system time; the machine: every process)")
+    for r in results:
+        print(f"  {r.label:<12} {cpu_line(r.cpu, r.answered)}")
     ref = results[0]
     normal = next((r for r in results if r.label == "ref NORMAL"), None)
     gateways = [r for r in results if r.label.startswith("gateway")]
@@ -444,6 +441,9 @@ def report(results: list[Result], args: argparse.Namespace) -> bool:
             f"  {r.label}/{peer.label}: throughput {r.rate / peer.rate:.2f}, p99 {r.p99_ms / peer.p99_ms:.2f}× "
             f"(p99 {r.p99_ms:.1f} ms = {r.p99_ms / (WECHAT_LIMIT_S * 10):.2f}% of WeChat's 5 s)"
         )
+        if r.cpu and peer.cpu and r.cpu.measurable and peer.cpu.measurable and r.answered and peer.answered:
+            cost = r.cpu.per_request_us(r.answered) / peer.cpu.per_request_us(peer.answered)
+            print(f"  {r.label}/{peer.label}: server CPU per message {cost:.2f}×")
         if normal is not None:
             print(
                 f"  {r.label}/ref NORMAL: throughput {r.rate / normal.rate:.2f}, p99 {r.p99_ms / normal.p99_ms:.2f}× "

@@ -34,6 +34,10 @@ def check_common(out: str) -> None:
     assert "GATEWAY_CLASSIFIER=placeholder" in out and "measure intake" in out
     assert "50 requests per target" in out
     figures(out, "bare aiohttp")
+    assert "CPU during the load" in out
+    for label in ("bare aiohttp", "reference (sqlite)", "gateway (sqlite)"):
+        # 50 requests are a few clock ticks of CPU: a figure or the reason there is none.
+        assert re.search(rf"^  {re.escape(label)}\s+({NUMBER} CPUs|n/a \(a load this short)", out, re.M), out
 
 
 def check_gateway(out: str, label: str) -> None:

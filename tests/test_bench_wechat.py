@@ -38,6 +38,8 @@ def test_wechat_bench_prints_the_gateway_beside_the_reference() -> None:
     assert gateway["torch"] == 0  # a serving process with the linear model never imports torch
     assert re.search(rf"gateway/reference: throughput {NUMBER}, p99 {NUMBER}×", out)
     assert "every answered message stored" in out
+    # Two seconds of load keep the gateway busy for well over the clock ticks a CPU figure needs.
+    assert re.search(rf"^  gateway\s+{NUMBER} CPUs\s+{NUMBER} µs/request\s+machine\s+{NUMBER}% busy$", out, re.M), out
 
 
 @pytest.mark.postgres
