@@ -1,5 +1,5 @@
 """What the load benchmarks share: a free port, wrk runs and their figures, the CPU a load cost,
-a throw-away database.
+the gateway's event-loop lag during it, a throw-away database.
 
 ``from _load import free_port, run_wrk, FreshDatabase`` (bench/ is on sys.path when a script there
 is run as ``python bench/NAME.py``).
@@ -15,6 +15,7 @@ import re
 import socket
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -178,6 +179,73 @@ def cpu_line(figures: CpuFigures | None, answered: int) -> str:
     return (
         f"{figures.server_cores:5.2f} CPUs {figures.per_request_us(answered):7.0f} µs/request"
         f"   machine {100 * figures.machine_busy:3.0f}% busy"
+    )
+
+
+# --------------------------------------------------------------------------- event loop lag
+
+LAG_METRIC = "gateway_event_loop_lag_seconds"  # gateway/metrics.py
+
+
+def lag_histogram(base_url: str) -> dict[str, float] | None:
+    """The gateway's event-loop lag histogram from its ``/metrics`` (cumulative bucket counts by
+    ``le``, and ``sum`` and ``count``); None when it cannot be read."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"{base_url}/metrics", timeout=30) as resp:
+            text = resp.read().decode("utf-8")
+    except OSError:
+        return None
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != LAG_METRIC:
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                found[sample.labels["le"]] = sample.value
+            elif sample.name.endswith(("_sum", "_count")):
+                found[sample.name.rsplit("_", 1)[1]] = sample.value
+    return found or None
+
+
+@dataclass(frozen=True)
+class LagFigures:
+    """The lag the gateway's loop showed during a load: its samples, their mean, and the bucket
+    bounds (seconds) under which half, 90% and 99% of them fell."""
+
+    samples: int
+    mean_s: float
+    p50_le: float
+    p90_le: float
+    p99_le: float
+
+
+def lag_between(before: dict[str, float] | None, after: dict[str, float] | None) -> LagFigures | None:
+    if not before or not after:
+        return None
+    count = after["count"] - before["count"]
+    if count <= 0:
+        return None
+    buckets = sorted((float(le), after[le] - before.get(le, 0.0)) for le in after if le not in ("sum", "count"))
+
+    def under(q: float) -> float:
+        return next(le for le, n in buckets if n >= q * count)
+
+    return LagFigures(int(count), (after["sum"] - before["sum"]) / count, under(0.5), under(0.9), under(0.99))
+
+
+def lag_line(figures: LagFigures | None) -> str:
+    """``mean 1.2 ms; half ≤ 1 ms, 90% ≤ 5 ms, 99% ≤ 10 ms (200 samples)``."""
+    if figures is None:
+        return "n/a (no samples on /metrics)"
+
+    def ms(seconds: float) -> str:
+        return "> 5 s" if math.isinf(seconds) else f"≤ {seconds * 1000:g} ms"
+
+    return (
+        f"mean {figures.mean_s * 1000:.1f} ms; half {ms(figures.p50_le)}, 90% {ms(figures.p90_le)}, "
+        f"99% {ms(figures.p99_le)} ({figures.samples} samples)"
     )
 
 

@@ -40,7 +40,20 @@ from typing import Any
 from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for `gateway`
-from _load import CpuFigures, CpuMeter, FreshDatabase, WrkFigures, cpu_line, free_port, local_pg, run_wrk  # noqa: E402
+from _load import (  # noqa: E402
+    CpuFigures,
+    CpuMeter,
+    FreshDatabase,
+    LagFigures,
+    WrkFigures,
+    cpu_line,
+    free_port,
+    lag_between,
+    lag_histogram,
+    lag_line,
+    local_pg,
+    run_wrk,
+)
 from _machine import print_machine  # noqa: E402 - bench/ is sys.path[0] when run as a script
 
 LOOPBACK = "127.0.0.1"
@@ -71,6 +84,7 @@ class Result:
     server: dict[str, Any] = field(default_factory=dict)
     wrk: WrkFigures | None = None  # with --client wrk: its figures instead of latencies
     cpu: CpuFigures | None = None  # what the measured load cost in CPU
+    lag: LagFigures | None = None  # the gateway's event-loop lag during it (one serving process)
 
     @property
     def answered(self) -> int:
@@ -286,6 +300,9 @@ def run_target(target: Target, args: argparse.Namespace) -> Result:
             url = f"http://{LOOPBACK}:{port}{PATH}"
             _, warm, _ = asyncio.run(load(url, 0, args.warmup, args.concurrency))
             measured: WrkFigures | None = None
+            base = f"http://{LOOPBACK}:{port}"
+            watch_lag = target.kind == "gateway" and target.processes == 1  # /metrics of the one process
+            lag_before = lag_histogram(base) if watch_lag else None
             with CpuMeter([proc.pid or 0 for proc in procs]) as meter:
                 if args.client == "wrk":
                     measured = wrk_load(url, args, workdir)
@@ -293,6 +310,7 @@ def run_target(target: Target, args: argparse.Namespace) -> Result:
                     errors = [f"HTTP non-2xx or socket error × {measured.errors}"] * bool(measured.errors)
                 else:
                     seconds, latencies, errors = asyncio.run(load(url, args.warmup, args.requests, args.concurrency))
+            lag = lag_between(lag_before, lag_histogram(base)) if watch_lag else None
             for parent in pipes:
                 parent.send("stop")
             if target.kind == "gateway":
@@ -310,7 +328,7 @@ def run_target(target: Target, args: argparse.Namespace) -> Result:
                 if proc.is_alive():
                     proc.terminate()
                     proc.join(10)
-    return Result(target.label, args.requests, seconds, latencies, errors, stats, measured, meter.figures)
+    return Result(target.label, args.requests, seconds, latencies, errors, stats, measured, meter.figures, lag)
 
 
 WRK_LUA = """
@@ -371,6 +389,10 @@ def print_results(results: list[Result]) -> bool:
         for r in results[1:]:
             if r.cpu and r.cpu.measurable and r.answered:
                 print(f"  {r.label:<22} server CPU per request {r.cpu.per_request_us(r.answered) / floor:.1f}× bare's")
+    print("\nthe gateway's event loop during the load: how late it ran a timer (its /metrics, one process)")
+    for r in results:
+        if "reports" in r.server and r.label.count("×") == 0:
+            print(f"  {r.label:<22} {lag_line(r.lag)}")
     print("\nratio gateway/reference (same database; throughput share, p99 times slower)")
     refs = {r.label.split("(")[1].split(")")[0]: r for r in results if r.label.startswith("reference")}
     gateways = [r for r in results if "reports" in r.server]

@@ -45,7 +45,19 @@ from typing import Any
 from aiohttp import ClientSession, TCPConnector, web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for `gateway`
-from _load import CpuFigures, CpuMeter, FreshDatabase, cpu_line, cpu_ticks, free_port, run_wrk  # noqa: E402
+from _load import (  # noqa: E402
+    CpuFigures,
+    CpuMeter,
+    FreshDatabase,
+    LagFigures,
+    cpu_line,
+    cpu_ticks,
+    free_port,
+    lag_between,
+    lag_histogram,
+    lag_line,
+    run_wrk,
+)
 from _machine import print_machine  # noqa: E402 - bench/ is sys.path[0] when run as a script
 
 from channels.wechat import signature  # noqa: E402
@@ -93,6 +105,8 @@ class Result:
     rss_mib: float = 0.0
     torch: bool = False
     cpu: CpuFigures | None = None  # what the measured load cost in CPU
+    lag: LagFigures | None = None  # the gateway's event-loop lag during it (one serving process)
+    processes: int = 1
 
 
 # --------------------------------------------------------------------------- servers
@@ -351,9 +365,13 @@ def run_target(label: str, kind: str, processes: int, database_url: str, args: a
                     _settle(server.pid or 0)  # start-up done: model and grid loaded (the CPU goes quiet)
                 load(args.client, port, 2, 8, "9", var_dir)  # warm-up, not measured
             warm = stored_count(kind, database_url, var_dir)
+            watch_lag = kind == "gateway" and processes == 1  # /metrics of the one process
+            lag_before = lag_histogram(f"http://127.0.0.1:{port}") if watch_lag else None
             with CpuMeter([server.pid or 0 for server in servers]) as meter:
                 result = load(args.client, port, args.duration, args.connections, "1", var_dir)
-            result.label, result.cpu = label, meter.figures
+            result.label, result.cpu, result.processes = label, meter.figures, processes
+            if watch_lag:
+                result.lag = lag_between(lag_before, lag_histogram(f"http://127.0.0.1:{port}"))
             time.sleep(0.5)
             result.stored = stored_count(kind, database_url, var_dir) - warm
             result.rss_mib, result.torch = _proc_status(servers[0].pid or 0)
@@ -429,6 +447,10 @@ def report(results: list[Result], args: argparse.Namespace) -> bool:
     print("\nCPU during the load (the server processes' user + system time; the machine: every process)")
     for r in results:
         print(f"  {r.label:<12} {cpu_line(r.cpu, r.answered)}")
+    print("\nthe gateway's event loop during the load: how late it ran a timer (its /metrics, one process)")
+    for r in results:
+        if r.label.startswith("gateway") and r.processes == 1:
+            print(f"  {r.label:<12} {lag_line(r.lag)}")
     ref = results[0]
     normal = next((r for r in results if r.label == "ref NORMAL"), None)
     gateways = [r for r in results if r.label.startswith("gateway")]

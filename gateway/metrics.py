@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# How often the serving process checks how late its event loop runs (``watch_loop_lag``).
+LOOP_LAG_INTERVAL_S = 0.05
 
 
 class Metrics:
@@ -45,6 +50,13 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self.loop_lag = Histogram(
+            "gateway_event_loop_lag_seconds",
+            "How late the serving process's event loop ran a timer due every "
+            f"{LOOP_LAG_INTERVAL_S:g} s: how long a request's next step waits for the loop's other work",
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
         # The background work, refreshed on scrape from the database (gateway/http/ops.py).
         self.outbox = Gauge(
             "gateway_outbox_deliveries",
@@ -86,3 +98,13 @@ class Metrics:
         self.media = Gauge(
             "gateway_media", "Media downloads by state (pending, stored, failed)", ["state"], registry=self.registry
         )
+
+
+async def watch_loop_lag(lag: Histogram, interval: float = LOOP_LAG_INTERVAL_S) -> None:
+    """Observe, every ``interval``, how late the running loop got back to a timer that was due:
+    the time the loop spent on other callbacks first. Runs until cancelled."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + interval
+        await asyncio.sleep(interval)
+        lag.observe(max(0.0, loop.time() - due))

@@ -35,6 +35,7 @@ def check_common(out: str) -> None:
     assert "50 requests per target" in out
     figures(out, "bare aiohttp")
     assert "CPU during the load" in out
+    assert "the gateway's event loop during the load" in out
     for label in ("bare aiohttp", "reference (sqlite)", "gateway (sqlite)"):
         # 50 requests are a few clock ticks of CPU: a figure or the reason there is none.
         assert re.search(rf"^  {re.escape(label)}\s+({NUMBER} CPUs|n/a \(a load this short)", out, re.M), out
@@ -57,6 +58,9 @@ def test_intake_bench_prints_both_targets_and_their_ratio() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     check_common(proc.stdout)
     check_gateway(proc.stdout, "gateway (sqlite)")
+    # The event loop's lag from the gateway's /metrics (50 requests may take under 50 ms: no sample).
+    lag = rf"^  gateway \(sqlite\)\s+(mean {NUMBER} ms; half ≤ .+ samples\)|n/a \(no samples on /metrics\))$"
+    assert re.search(lag, proc.stdout, re.M), proc.stdout
     assert "postgresql" not in proc.stdout
 
 

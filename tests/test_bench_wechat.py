@@ -40,6 +40,9 @@ def test_wechat_bench_prints_the_gateway_beside_the_reference() -> None:
     assert "every answered message stored" in out
     # Two seconds of load keep the gateway busy for well over the clock ticks a CPU figure needs.
     assert re.search(rf"^  gateway\s+{NUMBER} CPUs\s+{NUMBER} µs/request\s+machine\s+{NUMBER}% busy$", out, re.M), out
+    # The gateway's /metrics sampled its event loop every 50 ms through the 2 s of load.
+    lag = re.search(rf"^  gateway\s+mean {NUMBER} ms; half ≤ {NUMBER} ms, 90% ≤ .+ \((\d+) samples\)$", out, re.M)
+    assert lag and int(lag.group(1)) >= 10, out
 
 
 @pytest.mark.postgres

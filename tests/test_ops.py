@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+import time
 
 from gateway.core.classify import PlaceholderClassifier
 from gateway.http.app import create_app
+from gateway.metrics import LOOP_LAG_INTERVAL_S, Metrics, watch_loop_lag
 
 
 async def test_healthz_and_request_id(client):
@@ -49,6 +53,33 @@ async def test_metrics_count_requests_reports_and_latency(client, runner):
     assert 'gateway_reports_created_total{channel="web"} 1.0' in text
     assert 'gateway_reports{channel="web",status="needs_review"} 1.0' in text
     assert 'gateway_pipeline_seconds_count{stage="intake"} 1.0' in text
+
+
+async def test_metrics_show_how_late_the_event_loop_runs(client):
+    await asyncio.sleep(4 * LOOP_LAG_INTERVAL_S)
+    text = await (await client.get("/metrics")).text()
+    count = re.search(r"^gateway_event_loop_lag_seconds_count (\S+)$", text, re.M)
+    assert count and float(count.group(1)) >= 2, text
+
+
+async def test_loop_lag_is_the_time_the_loop_spent_elsewhere():
+    lag = Metrics().loop_lag
+    watch = asyncio.create_task(watch_loop_lag(lag, interval=0.01))
+    try:
+        await asyncio.sleep(0.03)
+        asyncio.get_running_loop().call_soon(_hold, 0.08)  # the watcher's timer waits behind it
+        await asyncio.sleep(0.12)
+    finally:
+        watch.cancel()
+    samples = {s.labels.get("le"): s.value for s in lag.collect()[0].samples if s.name.endswith("_bucket")}
+    count = next(s.value for s in lag.collect()[0].samples if s.name.endswith("_count"))
+    assert count >= 3
+    assert samples["0.05"] < count  # one sample waited for the 80 ms callback: over 50 ms
+
+
+def _hold(seconds: float) -> None:
+    """A callback that keeps the event loop for ``seconds`` (CPU-bound work done on the loop)."""
+    time.sleep(seconds)
 
 
 async def test_schema_and_openapi_are_served(client):

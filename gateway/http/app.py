@@ -31,7 +31,7 @@ from gateway.http.middlewares import json_errors, request_context
 from gateway.http.page_headers import page_headers
 from gateway.http.slow_clients import read_deadline
 from gateway.media import LocalMediaStore
-from gateway.metrics import Metrics
+from gateway.metrics import Metrics, watch_loop_lag
 from gateway.migrate import upgrade
 from gateway.runtime import Runtime, keep_alive, load_accounts, make_channels, make_classifier, on_serve, open_runtime
 from gateway.settings import Settings
@@ -135,7 +135,8 @@ def _pipeline(settings: Settings, classifier: ReportClassifier, runner: TaskRunn
 
 
 async def _background(app: web.Application, runtime: Runtime) -> AsyncIterator[None]:
-    """The serving process's own loops: the sweeper, the Weibo poller's schedule, the model warm-up."""
+    """The serving process's own loops: the sweeper, the Weibo poller's schedule, the model warm-up,
+    the event loop's lag on ``/metrics``."""
     settings, pipeline, chosen, classifier = runtime.settings, runtime.pipeline, runtime.runner, runtime.classifier
     stop = asyncio.Event()
     await on_serve(runtime)  # start-up warnings; deliveries parked while dispatch was unset go now
@@ -143,6 +144,7 @@ async def _background(app: web.Application, runtime: Runtime) -> AsyncIterator[N
     alive = keep_alive(runtime, "serve")
     await alive.start()
     heart = asyncio.create_task(alive.run(stop), name="heartbeat")
+    lag = asyncio.create_task(watch_loop_lag(app[keys.METRICS].loop_lag), name="loop-lag")
     sweeper = asyncio.create_task(_sweep_forever(pipeline, settings.sweep_interval_s, stop), name="sweeper")
     poller = mentions.schedule(chosen, runtime.accounts, stop)  # Weibo @-mentions; None when off (the default)
     # Load (on first start: train) the model now, in a thread, so the first resident does not wait.
@@ -162,10 +164,11 @@ async def _background(app: web.Application, runtime: Runtime) -> AsyncIterator[N
     warm_ups = [t for t in (warming, grid_warming) if t is not None]
     freezing = asyncio.create_task(_freeze_when_warm(warm_ups), name="gc-freeze") if settings.gc_freeze else None
     yield
-    if freezing is not None:
-        freezing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await freezing
+    for watcher in (freezing, lag):
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
     # Let a sweep that is mid-query finish: cancelling it would abandon a query running in
     # aiosqlite's thread. Cancel only if it overruns the shutdown timeout.
     stop.set()
