@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import random
@@ -45,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.append(str(Path(__file__).resolve().parent))  # after the repository: bench/grid.py must not shadow grid/
 
-from _load import free_port  # noqa: E402
+from _load import FreshDatabase, free_port  # noqa: E402
 from _machine import print_machine  # noqa: E402
 
 from adapters import dispatch  # noqa: E402
@@ -565,16 +566,6 @@ def start_gateway(args: argparse.Namespace, tmp: Path, port: int) -> subprocess.
     return subprocess.Popen(cmd, env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
 
 
-async def _admin(url: str, sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=100_000)
@@ -584,16 +575,11 @@ def main() -> int:
     parser.add_argument("--keep-log", help="write the server log to this file")
     parser.add_argument("--database-url", help="postgresql+asyncpg://... server to create a fresh database on")
     args = parser.parse_args()
+    # A database of its own on the server, created here and dropped after (even on a failure).
+    fresh = FreshDatabase(args.database_url) if args.database_url else contextlib.nullcontext(None)
     print_machine()
-    admin, dbname = None, None
-    if args.database_url:
-        if not args.database_url.startswith("postgresql+asyncpg://"):
-            raise SystemExit("--database-url: a postgresql+asyncpg:// URL")
-        dbname = f"gw_fuzz_{uuid.uuid4().hex[:8]}"
-        admin = args.database_url.replace("postgresql+asyncpg://", "postgresql://")
-        asyncio.run(_admin(admin, f'CREATE DATABASE "{dbname}"'))
-        args.database_url = args.database_url.rsplit("/", 1)[0] + f"/{dbname}"
-    with tempfile.TemporaryDirectory(prefix="gw-fuzz-") as tmpdir:
+    with fresh as url, tempfile.TemporaryDirectory(prefix="gw-fuzz-") as tmpdir:
+        args.database_url = url
         tmp = Path(tmpdir)
         port = free_port()
         proc = start_gateway(args, tmp, port)
@@ -603,7 +589,7 @@ def main() -> int:
             time.sleep(1.0)
             rss_start = rss_kib(proc.pid)
             print(
-                f"gateway pid {proc.pid} on {base}, database {'postgresql' if dbname else 'sqlite'}, "
+                f"gateway pid {proc.pid} on {base}, database {'postgresql' if url else 'sqlite'}, "
                 f"{args.count} requests, {args.concurrency} in flight, seed {args.seed}"
             )
             result = asyncio.run(fuzz(base, args, proc.pid))
@@ -618,8 +604,6 @@ def main() -> int:
             server_log = (tmp / "gateway.log").read_text(errors="replace")
             if args.keep_log:
                 Path(args.keep_log).write_text(server_log)
-        if admin and dbname:
-            asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
     hist = result["histogram"]
     fivexx = sum(n for status, n in hist.items() if status.isdigit() and int(status) >= 500)
     sent = sum(hist.values())
