@@ -235,6 +235,22 @@ def lag_between(before: dict[str, float] | None, after: dict[str, float] | None)
     return LagFigures(int(count), (after["sum"] - before["sum"]) / count, under(0.5), under(0.9), under(0.99))
 
 
+class LagMeter:
+    """``with LagMeter(base_url) as lag: <load>``; then ``lag.figures``: the gateway's event-loop lag
+    during the load, from its ``/metrics`` read before and after (None: no page, or no samples)."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.figures: LagFigures | None = None
+
+    def __enter__(self) -> LagMeter:
+        self._before = lag_histogram(self.base_url)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.figures = lag_between(self._before, lag_histogram(self.base_url))
+
+
 def lag_line(figures: LagFigures | None) -> str:
     """``mean 1.2 ms; half ≤ 1 ms, 90% ≤ 5 ms, 99% ≤ 10 ms (200 samples)``."""
     if figures is None:

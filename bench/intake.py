@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import multiprocessing
@@ -44,12 +45,10 @@ from _load import (  # noqa: E402
     CpuFigures,
     CpuMeter,
     FreshDatabase,
-    LagFigures,
+    LagMeter,
     WrkFigures,
     cpu_line,
     free_port,
-    lag_between,
-    lag_histogram,
     lag_line,
     local_pg,
     run_wrk,
@@ -84,7 +83,7 @@ class Result:
     server: dict[str, Any] = field(default_factory=dict)
     wrk: WrkFigures | None = None  # with --client wrk: its figures instead of latencies
     cpu: CpuFigures | None = None  # what the measured load cost in CPU
-    lag: LagFigures | None = None  # the gateway's event-loop lag during it (one serving process)
+    lag: LagMeter | None = None  # the gateway's event-loop lag during it (None: not watched)
 
     @property
     def answered(self) -> int:
@@ -300,17 +299,15 @@ def run_target(target: Target, args: argparse.Namespace) -> Result:
             url = f"http://{LOOPBACK}:{port}{PATH}"
             _, warm, _ = asyncio.run(load(url, 0, args.warmup, args.concurrency))
             measured: WrkFigures | None = None
-            base = f"http://{LOOPBACK}:{port}"
-            watch_lag = target.kind == "gateway" and target.processes == 1  # /metrics of the one process
-            lag_before = lag_histogram(base) if watch_lag else None
-            with CpuMeter([proc.pid or 0 for proc in procs]) as meter:
+            one_gateway = target.kind == "gateway" and target.processes == 1  # /metrics of the one process
+            lag = LagMeter(f"http://{LOOPBACK}:{port}") if one_gateway else None
+            with lag or contextlib.nullcontext(), CpuMeter([proc.pid or 0 for proc in procs]) as meter:
                 if args.client == "wrk":
                     measured = wrk_load(url, args, workdir)
                     seconds, latencies = measured.seconds, []
                     errors = [f"HTTP non-2xx or socket error × {measured.errors}"] * bool(measured.errors)
                 else:
                     seconds, latencies, errors = asyncio.run(load(url, args.warmup, args.requests, args.concurrency))
-            lag = lag_between(lag_before, lag_histogram(base)) if watch_lag else None
             for parent in pipes:
                 parent.send("stop")
             if target.kind == "gateway":
@@ -391,8 +388,8 @@ def print_results(results: list[Result]) -> bool:
                 print(f"  {r.label:<22} server CPU per request {r.cpu.per_request_us(r.answered) / floor:.1f}× bare's")
     print("\nthe gateway's event loop during the load: how late it ran a timer (its /metrics, one process)")
     for r in results:
-        if "reports" in r.server and r.label.count("×") == 0:
-            print(f"  {r.label:<22} {lag_line(r.lag)}")
+        if r.lag is not None:
+            print(f"  {r.label:<22} {lag_line(r.lag.figures)}")
     print("\nratio gateway/reference (same database; throughput share, p99 times slower)")
     refs = {r.label.split("(")[1].split(")")[0]: r for r in results if r.label.startswith("reference")}
     gateways = [r for r in results if "reports" in r.server]

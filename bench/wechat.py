@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import shutil
@@ -49,12 +50,10 @@ from _load import (  # noqa: E402
     CpuFigures,
     CpuMeter,
     FreshDatabase,
-    LagFigures,
+    LagMeter,
     cpu_line,
     cpu_ticks,
     free_port,
-    lag_between,
-    lag_histogram,
     lag_line,
     run_wrk,
 )
@@ -105,8 +104,7 @@ class Result:
     rss_mib: float = 0.0
     torch: bool = False
     cpu: CpuFigures | None = None  # what the measured load cost in CPU
-    lag: LagFigures | None = None  # the gateway's event-loop lag during it (one serving process)
-    processes: int = 1
+    lag: LagMeter | None = None  # the gateway's event-loop lag during it (None: not watched)
 
 
 # --------------------------------------------------------------------------- servers
@@ -365,13 +363,11 @@ def run_target(label: str, kind: str, processes: int, database_url: str, args: a
                     _settle(server.pid or 0)  # start-up done: model and grid loaded (the CPU goes quiet)
                 load(args.client, port, 2, 8, "9", var_dir)  # warm-up, not measured
             warm = stored_count(kind, database_url, var_dir)
-            watch_lag = kind == "gateway" and processes == 1  # /metrics of the one process
-            lag_before = lag_histogram(f"http://127.0.0.1:{port}") if watch_lag else None
-            with CpuMeter([server.pid or 0 for server in servers]) as meter:
+            one_gateway = kind == "gateway" and processes == 1  # /metrics of the one process
+            lag = LagMeter(f"http://127.0.0.1:{port}") if one_gateway else None
+            with lag or contextlib.nullcontext(), CpuMeter([server.pid or 0 for server in servers]) as meter:
                 result = load(args.client, port, args.duration, args.connections, "1", var_dir)
-            result.label, result.cpu, result.processes = label, meter.figures, processes
-            if watch_lag:
-                result.lag = lag_between(lag_before, lag_histogram(f"http://127.0.0.1:{port}"))
+            result.label, result.cpu, result.lag = label, meter.figures, lag
             time.sleep(0.5)
             result.stored = stored_count(kind, database_url, var_dir) - warm
             result.rss_mib, result.torch = _proc_status(servers[0].pid or 0)
@@ -449,8 +445,8 @@ def report(results: list[Result], args: argparse.Namespace) -> bool:
         print(f"  {r.label:<12} {cpu_line(r.cpu, r.answered)}")
     print("\nthe gateway's event loop during the load: how late it ran a timer (its /metrics, one process)")
     for r in results:
-        if r.label.startswith("gateway") and r.processes == 1:
-            print(f"  {r.label:<12} {lag_line(r.lag)}")
+        if r.lag is not None:
+            print(f"  {r.label:<12} {lag_line(r.lag.figures)}")
     ref = results[0]
     normal = next((r for r in results if r.label == "ref NORMAL"), None)
     gateways = [r for r in results if r.label.startswith("gateway")]

@@ -19,6 +19,7 @@ from bench._load import (
     MIN_CPU_S,
     CpuFigures,
     CpuMeter,
+    LagMeter,
     cpu_line,
     free_port,
     lag_between,
@@ -109,26 +110,35 @@ def test_lag_without_samples_or_metrics_has_no_figure() -> None:
     assert lag_line(None) == "n/a (no samples on /metrics)"
 
 
-async def test_lag_histogram_reads_a_gateway_metrics_page() -> None:
+async def test_lag_meter_reads_a_gateway_metrics_page_before_and_after() -> None:
     metrics = Metrics()
     for value in (0.0004, 0.003, 0.2):
         metrics.loop_lag.observe(value)
-    page = generate_latest(metrics.registry)
 
     async def serve_metrics(_: web.Request) -> web.Response:
-        return web.Response(body=page)
+        return web.Response(body=generate_latest(metrics.registry))  # as it stands at each scrape
 
     app = web.Application()
     app.router.add_get("/metrics", serve_metrics)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
+    base = f"http://127.0.0.1:{port}"
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        found = await asyncio.to_thread(lag_histogram, f"http://127.0.0.1:{port}")  # it blocks: a bench helper
+        found = await asyncio.to_thread(lag_histogram, base)  # it blocks: a bench helper
+        meter = LagMeter(base)
+        await asyncio.to_thread(meter.__enter__)
+        for value in (0.001, 0.001, 0.008):  # the load's samples
+            metrics.loop_lag.observe(value)
+        await asyncio.to_thread(meter.__exit__)
     finally:
         await runner.cleanup()
     assert found is not None
     assert found["count"] == 3 and found["sum"] == pytest.approx(0.2034)
     assert found["0.0005"] == 1 and found["0.005"] == 2 and found["0.25"] == 3 and found["+Inf"] == 3
-    assert await asyncio.to_thread(lag_histogram, f"http://127.0.0.1:{port}") is None  # nobody listening now
+    # Only what came between the two scrapes counts.
+    assert meter.figures is not None and meter.figures.samples == 3
+    assert meter.figures.mean_s == pytest.approx(0.01 / 3)
+    assert (meter.figures.p50_le, meter.figures.p99_le) == (0.001, 0.01)
+    assert await asyncio.to_thread(lag_histogram, base) is None  # nobody listening now
